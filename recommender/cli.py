@@ -1,0 +1,228 @@
+"""The `recommender` command line: index, related, serve, evaluate, profiles."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+from .config import ConfigError, Settings, load_settings, setting_docs
+from .corpus import CorpusError
+from .encoders import EncoderUnavailable
+from .engine import Recommender, UnknownArticle
+from .evaluate import DatasetError
+from .index import IndexProblem
+from .profiles import BASELINES, PROFILES, UnknownProfile, get_profile
+from .payloads import related_json
+from .ranking import Filters
+from .signals import Progress
+
+EXPECTED_ERRORS = (ConfigError, CorpusError, DatasetError, EncoderUnavailable, IndexProblem, UnknownArticle)
+
+
+class UsageError(ValueError):
+    """A command-line value that argparse cannot check by itself."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recommender",
+        description="Related-content engine for news sites: index articles, ask for related stories, serve them.",
+    )
+    parser.add_argument("--config", help="TOML settings file (also RECOMMENDER_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    index = commands.add_parser("index", help="build and publish an index of a corpus")
+    index.add_argument("corpus", nargs="+", help="JSON Lines files or folders of .json/.jsonl files")
+    index.add_argument("--index", dest="index_dir", help="index directory (setting index_dir)")
+    index.add_argument("--profile", help=f"ranking profile: {', '.join(PROFILES)}")
+    index.add_argument("--skip-invalid", action="store_true", help="skip invalid records instead of failing")
+    index.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    related = commands.add_parser("related", help="related stories of an indexed article")
+    related.add_argument("id", help="article id")
+    related.add_argument("--index", dest="index_dir", help="index directory (setting index_dir)")
+    related.add_argument("--profile", help="ranking profile the index was built with")
+    related.add_argument("-k", type=int, help="number of stories (default: setting default_k)")
+    _filter_arguments(related)
+    related.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    serve = commands.add_parser("serve", help="serve the related-links API over HTTP")
+    serve.add_argument("--index", dest="index_dir", help="index directory (setting index_dir)")
+    serve.add_argument("--profile", help="ranking profile the index was built with")
+    serve.add_argument("--host", help="address to listen on (setting host)")
+    serve.add_argument("--port", type=int, help="port (setting port)")
+
+    evaluate = commands.add_parser("evaluate", help="measure ranking quality on a labelled dataset folder")
+    evaluate.add_argument("dataset", help="folder with articles.jsonl and optionally pairs.tsv")
+    evaluate.add_argument("--profile", help="profile to evaluate (default: setting profile)")
+    evaluate.add_argument("--baselines", default=",".join(BASELINES),
+                          help="comma-separated profiles to report beside it ('' for none)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    commands.add_parser("profiles", help="list the ranking profiles")
+    commands.add_parser("settings", help="list every setting with its default and meaning")
+    return parser
+
+
+def _filter_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lang", action="append", default=[], help="only articles in this language (repeatable)")
+    parser.add_argument("--section", action="append", default=[], help="only this section (repeatable)")
+    parser.add_argument("--max-age-days", type=float, help="only articles at most this many days old")
+    parser.add_argument("--exclude", action="append", default=[], help="never suggest this id (repeatable)")
+
+
+def _tqdm_progress(quiet: bool) -> Progress:
+    from tqdm import tqdm
+
+    @contextmanager
+    def progress(description: str, total: int) -> Iterator[Any]:
+        with tqdm(total=total, desc=description, unit=" articles", disable=quiet, file=sys.stderr,
+                  mininterval=1.0, dynamic_ncols=True) as bar:
+            yield bar
+
+    return progress
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(
+        args.config,
+        index_dir=getattr(args, "index_dir", None),
+        profile=getattr(args, "profile", None),
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+    )
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from .jobs import build_index
+
+    settings = _settings(args)
+    get_profile(settings.profile)
+    summary = build_index(args.corpus, settings.index_dir, settings, args.skip_invalid, _tqdm_progress(args.quiet))
+    for problem in summary.skipped:
+        print(f"skipped {problem}", file=sys.stderr)
+    if summary.skipped:
+        print(f"skipped {len(summary.skipped)} invalid record(s)", file=sys.stderr)
+    stages = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in summary.seconds.items())
+    print(f"indexed {summary.articles} articles ({summary.articles_per_second:.1f} articles/s; {stages}) "
+          f"with profile '{settings.profile}' into {summary.snapshot}")
+    return 0
+
+
+def _filters(args: argparse.Namespace) -> Filters:
+    if args.max_age_days is not None and args.max_age_days <= 0:
+        raise UsageError("--max-age-days must be positive")
+    return Filters(tuple(l.lower() for l in args.lang), tuple(args.section), args.max_age_days, tuple(args.exclude))
+
+
+def cmd_related(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.k is not None and not 1 <= args.k <= settings.max_k:
+        raise UsageError(f"-k must be between 1 and {settings.max_k}")
+    engine = Recommender.open(settings)
+    related = engine.related(args.id, args.k, _filters(args))
+    if args.json:
+        print(json.dumps(related_json(engine, args.id, related), ensure_ascii=False, indent=2))
+        return 0
+    source = engine.snapshot.articles[engine.snapshot.row_of[args.id]]
+    print(f"{source['id']}: {source['title']}")
+    if not related.suggestions:
+        print("  (no related stories pass the filters)")
+    for rank_number, suggestion in enumerate(related.suggestions, start=1):
+        meta = engine.snapshot.articles[suggestion.row]
+        print(f"{rank_number:>3}. {suggestion.score:.3f}  {meta['id']}  [{meta['lang']}, {meta['section']}, "
+              f"{meta['published_at'][:10]}]  {meta['title']}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from .service import create_app
+
+    app = create_app(settings)
+    base = f"http://{settings.host}:{settings.port}"
+    sample = app.config["RECOMMENDER"].snapshot.articles[0]["id"]
+    print(f"serving on {base}  (try {base}/v1/articles/{sample}/related)", flush=True)
+    app.run(host=settings.host, port=settings.port, threaded=True)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .engine import signal_encoder
+    from .evaluate import evaluate, load_dataset, union_profile
+
+    settings = _settings(args)
+    profile = get_profile(settings.profile)
+    baselines = [get_profile(name) for name in args.baselines.split(",") if name.strip()]
+    dataset = load_dataset(args.dataset)
+    encoder = signal_encoder(settings, union_profile([profile, *baselines]))
+    report = evaluate(dataset, profile, baselines, encoder, _tqdm_progress(args.quiet))
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A readable table of an evaluation report: one row per profile."""
+    rows = [(report["config"]["profile"]["name"], report)] + list(report["baselines"].items())
+    columns: list[tuple[str, tuple[str, ...]]] = []
+    for name, value in report.get("pairs", {}).items():
+        columns.append((f"pearson {name}", ("pairs", name, "pearson")))
+    for label, metrics in report.get("labels", {}).items():
+        for metric in metrics:
+            if metric != "n":
+                columns.append((f"{label} {metric}", ("labels", label, metric)))
+    lines = [f"dataset {report['config']['dataset']} ({report['config']['articles']} articles)"]
+    lines.append(f"{'profile':<10}" + "".join(f"{title:>22}" for title, _ in columns))
+    for name, result in rows:
+        cells = []
+        for _, path in columns:
+            value: Any = result
+            for key in path:
+                value = value.get(key, {}) if isinstance(value, dict) else {}
+            cells.append(f"{value:>22.4f}" if isinstance(value, float) else f"{'-':>22}")
+        lines.append(f"{name:<10}" + "".join(cells))
+    return "\n".join(lines)
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    for profile in PROFILES.values():
+        weights = ", ".join(f"{s.name} {s.weight:g}" for s in profile.signals if s.weight)
+        print(f"{profile.name:<8} {weights:<36} {profile.description}")
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    for name, default, help_text in setting_docs():
+        print(f"{name:<28} {default!r:<14} {help_text}")
+    return 0
+
+
+COMMANDS = {"index": cmd_index, "related": cmd_related, "serve": cmd_serve, "evaluate": cmd_evaluate,
+            "profiles": cmd_profiles, "settings": cmd_settings}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 success, 1 failure, 2 bad usage)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, ConfigError, UnknownProfile) as exc:
+        parser.exit(2, f"recommender: error: {exc}\n")
+    except EXPECTED_ERRORS as exc:
+        print(f"recommender: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("recommender: interrupted; the published index is unchanged", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

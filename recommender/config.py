@@ -1,0 +1,131 @@
+"""Every setting, declared once as data, loaded from a TOML file and the environment.
+
+Precedence, lowest first: the defaults below, a TOML file (``RECOMMENDER_CONFIG`` or ``--config``),
+then environment variables ``RECOMMENDER_<NAME>``. Unknown keys fail loudly: a typo in a setting must
+not silently fall back to a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "RECOMMENDER_"
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or has a value of the wrong kind."""
+
+
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration of a process (CLI run or API server)."""
+
+    profile: str = _setting("default", "Ranking profile: which encoders and weights (see `recommender profiles`).")
+    index_dir: str = _setting("data/index", "Directory of the published index (snapshots + `current` link).")
+    cache_dir: str = _setting("data/cache", "Embedding cache, keyed by prepared text and encoder; empty string disables it.")
+    threads: int = _setting(2, "CPU threads for each encoder (match the machine's cores).")
+    batch_size: int = _setting(32, "Articles embedded per batch.")
+    keep_snapshots: int = _setting(3, "Published index snapshots kept on disk (the newest is served).")
+    sentence_transformer_model: str = _setting(
+        "", "sentence-transformers model name or local path for the `minilm` signal; empty = the bundled all-MiniLM-L6-v2."
+    )
+    default_k: int = _setting(5, "Related stories returned when no k is given.")
+    max_k: int = _setting(50, "Largest k a request may ask for.")
+    recency_weight: float = _setting(0.1, "Share of the final score given to freshness (0 = similarity only).")
+    recency_half_life_days: float = _setting(30.0, "Age in days at which an article's freshness bonus halves.")
+    duplicate_threshold: float = _setting(
+        0.8, "Lexical cosine above which two articles count as versions of one text (only the newest is shown)."
+    )
+    host: str = _setting("127.0.0.1", "Address the API listens on.")
+    port: int = _setting(8000, "Port the API listens on.")
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with some settings changed (validated like any other source)."""
+        return _build({**dataclasses.asdict(self), **changes})
+
+
+def setting_docs() -> list[tuple[str, Any, str]]:
+    """(name, default, help) of every setting, for the README and `--help`."""
+    return [(f.name, f.default, f.metadata["help"]) for f in fields(Settings)]
+
+
+def _coerce(name: str, kind: type, value: Any) -> Any:
+    if isinstance(value, str) and kind is not str:
+        text = value.strip()
+        try:
+            if kind is bool:
+                if text.lower() in {"1", "true", "yes", "on"}:
+                    return True
+                if text.lower() in {"0", "false", "no", "off"}:
+                    return False
+                raise ValueError(text)
+            return kind(text)
+        except ValueError:
+            raise ConfigError(f"setting {name!r}: {value!r} is not a valid {kind.__name__}") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"setting {name!r}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def _build(values: Mapping[str, Any]) -> Settings:
+    known = {f.name: f for f in fields(Settings)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)} (known: {', '.join(known)})")
+    typed = {name: _coerce(name, _TYPES[known[name].type], value) for name, value in values.items()}
+    settings = Settings(**typed)
+    for name in ("threads", "batch_size", "keep_snapshots", "default_k", "max_k"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"setting {name!r} must be at least 1")
+    if not 0.0 <= settings.recency_weight <= 1.0:
+        raise ConfigError("setting 'recency_weight' must be between 0 and 1")
+    if settings.recency_half_life_days <= 0:
+        raise ConfigError("setting 'recency_half_life_days' must be positive")
+    return settings
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Settings from defaults, an optional TOML file, the environment and explicit overrides."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    config_file = config_file or environ.get(ENV_PREFIX + "CONFIG")
+    if config_file:
+        path = Path(config_file)
+        try:
+            values.update(tomllib.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    known = {f.name for f in fields(Settings)}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name in known:
+            values[name] = value
+        elif name not in _FOREIGN_ENV:
+            raise ConfigError(f"unknown environment setting {key} (known: {', '.join(sorted(known))})")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return _build(values)
+
+
+# Environment names read by other parts of the product (the API's token, for instance), not settings here.
+_FOREIGN_ENV = {"api_token"}

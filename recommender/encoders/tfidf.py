@@ -1,0 +1,68 @@
+"""Lexical signal: TF-IDF over words (scikit-learn), fitted on the indexed corpus.
+
+Names and rare words decide whether two articles report the same event rather than the same kind of
+event, which dense encoders blur; so this signal is part of every profile, and it also finds
+near-duplicate versions of one text.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import sparse
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.preprocessing import normalize
+
+from .base import package_version
+
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+
+
+class TfidfModel:
+    """fit(texts) learns the vocabulary and IDF; transform(texts) gives L2-normalised sparse rows."""
+
+    kind = "tfidf"
+
+    def __init__(self, sublinear_tf: bool = True, min_df: int = 1) -> None:
+        self.sublinear_tf = sublinear_tf
+        self.min_df = min_df
+
+    def identity(self) -> dict[str, Any]:
+        """Parameters that determine the vectors (the fitted vocabulary is stored with the index)."""
+        return {
+            "backend": "scikit-learn",
+            "version": package_version("scikit-learn"),
+            "sublinear_tf": self.sublinear_tf,
+            "min_df": self.min_df,
+            "token_pattern": TOKEN_PATTERN,
+        }
+
+    def fit(self, texts: Sequence[str]) -> "TfidfModel":
+        """Learn vocabulary_ (list of terms) and idf_ (float32 array) from texts."""
+        min_df = self.min_df if len(texts) >= self.min_df else 1
+        vectorizer = TfidfVectorizer(token_pattern=TOKEN_PATTERN, sublinear_tf=self.sublinear_tf, min_df=min_df)
+        vectorizer.fit(texts)
+        terms = vectorizer.get_feature_names_out()
+        self.vocabulary_ = [str(t) for t in terms]
+        self.idf_ = vectorizer.idf_.astype(np.float32)
+        self._counter = None
+        return self
+
+    def set_fitted(self, vocabulary: list[str], idf: np.ndarray) -> "TfidfModel":
+        """Restore a fitted model from a stored vocabulary and IDF array."""
+        self.vocabulary_ = list(vocabulary)
+        self.idf_ = np.asarray(idf, dtype=np.float32)
+        self._counter = None
+        return self
+
+    def transform(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        """Sparse matrix of shape (len(texts), len(vocabulary_)), float32, rows of unit length."""
+        if getattr(self, "_counter", None) is None:
+            self._counter = CountVectorizer(
+                token_pattern=TOKEN_PATTERN, vocabulary={t: i for i, t in enumerate(self.vocabulary_)}
+            )
+        counts = self._counter.transform(list(texts)).astype(np.float32)
+        if self.sublinear_tf:
+            counts.data = 1.0 + np.log(counts.data)
+        weighted = counts.multiply(self.idf_[np.newaxis, :]).tocsr()
+        return normalize(weighted, norm="l2", copy=False).astype(np.float32)

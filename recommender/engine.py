@@ -1,0 +1,76 @@
+"""The recommender as one object: a loaded snapshot, its profile and the encoders for raw-text queries."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Settings
+from .embedcache import EmbeddingCache
+from .index import Snapshot, load_snapshot, profile_fingerprint
+from .profiles import Profile, get_profile
+from .ranking import Filters, RankOptions, Related, query_from_row, rank
+from .signals import RawText, SignalEncoder
+
+
+class UnknownArticle(KeyError):
+    """No article with this id is in the index."""
+
+    def __str__(self) -> str:
+        return f"unknown article id {self.args[0]!r}: it is not in the index"
+
+
+def open_cache(settings: Settings) -> EmbeddingCache | None:
+    """The embedding cache the settings name, or None when caching is switched off."""
+    return EmbeddingCache(Path(settings.cache_dir) / "embeddings.sqlite") if settings.cache_dir else None
+
+
+def signal_encoder(settings: Settings, profile: Profile | None = None, with_cache: bool = True) -> SignalEncoder:
+    """The encoders of the configured profile, with the configured threads, batch size and cache."""
+    return SignalEncoder(
+        profile or get_profile(settings.profile),
+        threads=settings.threads,
+        batch_size=settings.batch_size,
+        cache=open_cache(settings) if with_cache else None,
+        sentence_transformer_model=settings.sentence_transformer_model,
+    )
+
+
+@dataclass
+class Recommender:
+    """Related stories from one index snapshot, under the settings' profile and ranking options."""
+
+    settings: Settings
+    snapshot: Snapshot
+    profile: Profile
+    encoder: SignalEncoder
+
+    @classmethod
+    def open(cls, settings: Settings, index_dir: str | Path | None = None) -> "Recommender":
+        """Load the index (verified, and refused if built with another configuration)."""
+        profile = get_profile(settings.profile)
+        encoder = signal_encoder(settings, profile, with_cache=False)
+        expected = profile_fingerprint(profile, encoder.identities())
+        snapshot = load_snapshot(index_dir or settings.index_dir, expected=expected)
+        return cls(settings, snapshot, profile, encoder)
+
+    def options(self, k: int | None = None) -> RankOptions:
+        """Ranking options from the settings, with k if given."""
+        return RankOptions(
+            k=k or self.settings.default_k,
+            recency_weight=self.settings.recency_weight,
+            half_life_days=self.settings.recency_half_life_days,
+            duplicate_threshold=self.settings.duplicate_threshold,
+        )
+
+    def related(self, article_id: str, k: int | None = None, filters: Filters = Filters()) -> Related:
+        """Related stories of an indexed article (never the article itself or a version of it)."""
+        row = self.snapshot.row_of.get(article_id)
+        if row is None:
+            raise UnknownArticle(article_id)
+        query = query_from_row(self.snapshot, row)
+        return rank(self.snapshot, self.profile, query, filters, self.options(k), self_row=row)
+
+    def related_to_text(self, text: RawText, k: int | None = None, filters: Filters = Filters()) -> Related:
+        """Related stories of an article that is not in the index (title + body of a draft)."""
+        query = self.encoder.embed_query(text, self.snapshot.tfidf_model)
+        return rank(self.snapshot, self.profile, query, filters, self.options(k))

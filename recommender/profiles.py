@@ -1,0 +1,99 @@
+"""Named ranking profiles: which signals an index holds, what each reads, and how they are fused.
+
+The weights of `default` and `fast` were fitted on SemEval-2022 dev pairs (German and English) and
+checked on ECB+; docs/quality.md has the numbers and the command that produced them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from .textprep import TextView
+
+SignalKind = Literal["e5", "use", "sbert", "tfidf"]
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    """One similarity signal: an encoder kind, the view of the article it reads, its weight in the fusion."""
+
+    name: str
+    kind: SignalKind
+    view: TextView
+    weight: float
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain values for the index manifest."""
+        return {"name": self.name, "kind": self.kind, "view": self.view.to_json(), "weight": self.weight}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A set of signals fused by a weighted sum of cosine similarities."""
+
+    name: str
+    signals: tuple[SignalSpec, ...]
+    description: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain values for the index manifest (compared on load)."""
+        return {"name": self.name, "signals": [s.to_json() for s in self.signals]}
+
+    @property
+    def dense(self) -> tuple[SignalSpec, ...]:
+        """The signals that need a neural encoder."""
+        return tuple(s for s in self.signals if s.kind != "tfidf")
+
+
+# What each encoder reads. e5 costs time per token, so it reads the head of the body and its tail;
+# MiniLM truncates at 256 word pieces, so more text would be thrown away.
+E5_VIEW = TextView(title_repeat=1, head_chars=600, tail_chars=0)
+USE_VIEW = TextView(title_repeat=1, head_chars=2000, tail_chars=0)
+MINILM_VIEW = TextView(title_repeat=1, head_chars=1000, tail_chars=0)
+TFIDF_VIEW = TextView(title_repeat=2, head_chars=20000, tail_chars=0)
+
+# The lexical signal is in every profile: it is also the near-duplicate detector.
+TFIDF = SignalSpec("tfidf", "tfidf", TFIDF_VIEW, 1.0)
+
+
+def _single(name: str, kind: SignalKind, view: TextView, description: str) -> Profile:
+    return Profile(name, (SignalSpec(name, kind, view, 1.0), replace(TFIDF, weight=0.0)), description)
+
+
+PROFILES: dict[str, Profile] = {
+    "default": Profile(
+        "default",
+        (
+            SignalSpec("e5", "e5", E5_VIEW, 0.45),
+            SignalSpec("use", "use", USE_VIEW, 0.25),
+            SignalSpec("tfidf", "tfidf", TFIDF_VIEW, 0.30),
+        ),
+        "multilingual-e5-small + multilingual USE + TF-IDF: best quality, ~5 articles/s on 2 cores",
+    ),
+    "fast": Profile(
+        "fast",
+        (
+            SignalSpec("use", "use", USE_VIEW, 0.6),
+            SignalSpec("tfidf", "tfidf", TFIDF_VIEW, 0.4),
+        ),
+        "multilingual USE + TF-IDF: for very large archives",
+    ),
+    "tfidf": Profile("tfidf", (TFIDF,), "TF-IDF alone (baseline)"),
+    "e5": _single("e5", "e5", E5_VIEW, "multilingual-e5-small alone (baseline)"),
+    "use": _single("use", "use", USE_VIEW, "multilingual USE alone (baseline)"),
+    "minilm": _single("minilm", "sbert", MINILM_VIEW, "all-MiniLM-L6-v2 (or the configured model) alone (baseline)"),
+}
+
+BASELINES = ("tfidf", "e5", "use", "minilm")
+
+
+class UnknownProfile(ValueError):
+    """No profile has this name."""
+
+
+def get_profile(name: str) -> Profile:
+    """The profile called name; UnknownProfile listing the known ones otherwise."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise UnknownProfile(f"unknown profile {name!r} (known: {', '.join(PROFILES)})") from None

@@ -1,0 +1,85 @@
+"""Turning articles and raw queries into the signals of a profile (encoders loaded once, cache used)."""
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any, Callable, ContextManager, Sequence
+
+from .embedcache import EmbeddingCache, encode_cached
+from .encoders import DenseEncoder, TfidfModel, make_dense_encoder
+from .index import SignalArrays
+from .profiles import Profile
+from .ranking import QueryVectors
+from .textprep import HasText, prepare
+
+# A progress factory: (description, total) -> a context manager whose object has update(n).
+Progress = Callable[[str, int], ContextManager[Any]]
+
+
+class _Silent:
+    def update(self, n: int = 1) -> None:
+        """Ignore progress."""
+
+
+def no_progress(description: str, total: int) -> ContextManager[Any]:
+    """Progress that shows nothing."""
+    return nullcontext(_Silent())
+
+
+@dataclass(frozen=True)
+class RawText:
+    """An article that is not in the index (a draft): what a query by text reads."""
+
+    title: str
+    body: str
+    teaser: str = ""
+
+
+class SignalEncoder:
+    """Holds one encoder per dense signal of a profile; models load on first use and stay loaded."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        threads: int = 2,
+        batch_size: int = 32,
+        cache: EmbeddingCache | None = None,
+        sentence_transformer_model: str = "",
+    ) -> None:
+        self.profile = profile
+        self.batch_size = batch_size
+        self.cache = cache
+        self.encoders: dict[str, DenseEncoder] = {
+            s.name: make_dense_encoder(s.kind, threads=threads, model=sentence_transformer_model)
+            for s in profile.dense
+        }
+
+    def identities(self) -> dict[str, Any]:
+        """Signal name -> identity of its encoder (what the vectors depend on)."""
+        identities = {name: encoder.identity() for name, encoder in self.encoders.items()}
+        identities["tfidf"] = TfidfModel().identity()
+        return identities
+
+    def embed_articles(self, articles: Sequence[HasText], progress: Progress = no_progress) -> SignalArrays:
+        """Every signal of the profile for every article; the TF-IDF model is fitted on these articles."""
+        arrays = SignalArrays()
+        for signal in self.profile.dense:
+            texts = [prepare(a, signal.view) for a in articles]
+            with progress(f"embedding ({signal.name})", len(texts)) as bar:
+                arrays.dense[signal.name] = encode_cached(
+                    self.encoders[signal.name], texts, self.cache, self.batch_size, on_batch=bar.update
+                )
+        tfidf_view = next(s.view for s in self.profile.signals if s.kind == "tfidf")
+        texts = [prepare(a, tfidf_view) for a in articles]
+        arrays.tfidf_model = TfidfModel().fit(texts)
+        arrays.tfidf = arrays.tfidf_model.transform(texts)
+        return arrays
+
+    def embed_query(self, text: HasText, tfidf_model: TfidfModel) -> QueryVectors:
+        """The signals of one article that is not in the index, against an index's fitted TF-IDF model."""
+        dense = {
+            s.name: self.encoders[s.name].encode([prepare(text, s.view)])[0] for s in self.profile.dense
+        }
+        tfidf_view = next(s.view for s in self.profile.signals if s.kind == "tfidf")
+        return QueryVectors(dense, tfidf_model.transform([prepare(text, tfidf_view)]))
+

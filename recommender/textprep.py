@@ -1,0 +1,120 @@
+"""What each encoder reads of an article, teasers from first sentences, language detection.
+
+Pure functions. `TEXTPREP_VERSION` is stored in every index: change it whenever the output of
+`prepare` changes for the same input, so that old caches and indexes are never mixed with new ones.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+TEXTPREP_VERSION = 1
+
+_SPACE = re.compile(r"\s+")
+# A sentence ends at . ! ? (optionally followed by a closing quote) before whitespace and an upper-case
+# letter, digit or opening quote; abbreviations like "z. B." or "Dr." are protected by the upper-case test
+# only partly, which is acceptable for teasers.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'»«“”’]?\s+(?=[\"'»«„“‚A-ZÄÖÜ0-9])")
+
+
+class HasText(Protocol):
+    title: str
+    teaser: str
+    body: str
+
+
+@dataclass(frozen=True)
+class TextView:
+    """Which parts of an article an encoder reads.
+
+    head_chars / tail_chars : the start and the end of the body (the end often holds the outcome or
+    the background that names the story); the middle is dropped when the body is longer than both.
+    """
+
+    title_repeat: int = 1
+    include_teaser: bool = True
+    head_chars: int = 2000
+    tail_chars: int = 0
+
+    def to_json(self) -> dict[str, int | bool]:
+        """Plain values for manifests and cache keys."""
+        return {
+            "title_repeat": self.title_repeat,
+            "include_teaser": self.include_teaser,
+            "head_chars": self.head_chars,
+            "tail_chars": self.tail_chars,
+        }
+
+
+def normalize_space(text: str) -> str:
+    """Collapse runs of whitespace (newlines included) to single spaces."""
+    return _SPACE.sub(" ", text).strip()
+
+
+def _cut_head(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    space = cut.rfind(" ")
+    return cut[:space] if space > limit * 0.8 else cut
+
+
+def _cut_tail(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[-limit:]
+    space = cut.find(" ")
+    return cut[space + 1:] if 0 <= space < limit * 0.2 else cut
+
+
+def prepare(article: HasText, view: TextView) -> str:
+    """The single string an encoder embeds for `article` under `view`."""
+    title = normalize_space(article.title)
+    body = normalize_space(article.body)
+    teaser = normalize_space(article.teaser) if view.include_teaser else ""
+    if teaser and body.startswith(teaser):
+        teaser = ""
+    if len(body) > view.head_chars + view.tail_chars:
+        parts = [_cut_head(body, view.head_chars)]
+        if view.tail_chars:
+            parts.append(_cut_tail(body, view.tail_chars))
+        body = " … ".join(parts)
+    pieces = [title] * max(view.title_repeat, 0) + [teaser, body]
+    return _join_sentences(p for p in pieces if p)
+
+
+def _join_sentences(pieces) -> str:
+    out = []
+    for piece in pieces:
+        out.append(piece if piece[-1] in ".!?:…\"'»«“”" else piece + ".")
+    return " ".join(out)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a text, split at sentence-final punctuation."""
+    return [s for s in _SENTENCE_END.split(normalize_space(text)) if s]
+
+
+def make_teaser(body: str, max_chars: int = 240) -> str:
+    """A teaser from the first sentences of the body, at most max_chars long (ends with … if cut)."""
+    sentences = split_sentences(body)
+    teaser = ""
+    for sentence in sentences:
+        candidate = f"{teaser} {sentence}".strip()
+        if len(candidate) > max_chars:
+            break
+        teaser = candidate
+    if not teaser and sentences:
+        teaser = _cut_head(sentences[0], max_chars - 1).rstrip(" ,;:") + "…"
+    return teaser
+
+
+def detect_language(text: str) -> str:
+    """ISO 639-1 code of the text's language (py3langid, offline); 'und' when there is no text."""
+    if not text.strip():
+        return "und"
+    import py3langid  # imported here: loading its model costs time that most callers never need
+
+    lang, _score = py3langid.classify(text)
+    return lang

@@ -1,0 +1,62 @@
+from pathlib import Path
+
+import pytest
+
+from recommender.config import ConfigError, Settings, load_settings, setting_docs
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_defaults_without_file_or_environment():
+    settings = load_settings(environ={})
+    assert settings == Settings()
+    assert settings.profile == "default" and settings.threads == 2
+
+
+def test_environment_overrides_file_and_is_typed(tmp_path):
+    config = tmp_path / "settings.toml"
+    config.write_text('threads = 4\nrecency_weight = 0.2\nprofile = "fast"\n')
+    settings = load_settings(config, environ={"RECOMMENDER_THREADS": "1"})
+    assert settings.threads == 1  # environment wins over the file
+    assert settings.recency_weight == 0.2 and settings.profile == "fast"
+
+
+def test_explicit_overrides_win_and_none_is_ignored():
+    settings = load_settings(environ={"RECOMMENDER_PORT": "9000"}, port=None, host="0.0.0.0")
+    assert settings.port == 9000 and settings.host == "0.0.0.0"
+
+
+@pytest.mark.parametrize(
+    "environ, message",
+    [
+        ({"RECOMMENDER_THREDS": "2"}, "unknown environment setting RECOMMENDER_THREDS"),
+        ({"RECOMMENDER_THREADS": "two"}, "not a valid int"),
+        ({"RECOMMENDER_THREADS": "0"}, "at least 1"),
+        ({"RECOMMENDER_RECENCY_WEIGHT": "1.5"}, "between 0 and 1"),
+    ],
+)
+def test_bad_settings_fail_clearly(environ, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings(environ=environ)
+
+
+def test_unknown_key_in_file_fails(tmp_path):
+    config = tmp_path / "settings.toml"
+    config.write_text("treads = 3\n")
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_settings(config, environ={})
+
+
+def test_missing_or_broken_file_fails(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "nope.toml", environ={})
+    broken = tmp_path / "broken.toml"
+    broken.write_text("threads = = 2")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(broken, environ={})
+
+
+def test_every_setting_is_documented_in_the_readme():
+    readme = README.read_text(encoding="utf-8")
+    missing = [name for name, _default, _help in setting_docs() if f"`{name}`" not in readme]
+    assert not missing, f"settings missing from README.md: {missing}"

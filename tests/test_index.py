@@ -1,0 +1,97 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import make_article, unit_rows
+from recommender.encoders import TfidfModel
+from recommender.index import (
+    IndexCorrupt, IndexMismatch, IndexNotFound, SignalArrays, load_snapshot, new_snapshot_dir,
+    profile_fingerprint, publish, resolve_snapshot, write_snapshot,
+)
+from recommender.profiles import get_profile
+
+PROFILE = get_profile("fast")
+IDENTITIES = {"use": {"backend": "test"}, "tfidf": TfidfModel().identity()}
+
+
+def build(index_dir, articles, seed=0):
+    texts = [f"{a.title} {a.body}" for a in articles]
+    model = TfidfModel().fit(texts)
+    arrays = SignalArrays({"use": unit_rows(np.random.default_rng(seed), len(articles), 8)}, model.transform(texts), model)
+    target = new_snapshot_dir(index_dir)
+    write_snapshot(target, articles, arrays, PROFILE, IDENTITIES)
+    return target, arrays
+
+
+@pytest.fixture
+def articles():
+    return [make_article(f"a{i}", f"Titel {i}", f"Text über Thema {i % 3}.", days_ago=i) for i in range(6)]
+
+
+def test_round_trip_keeps_vectors_metadata_and_configuration(tmp_path, articles):
+    target, arrays = build(tmp_path, articles)
+    snapshot = load_snapshot(target, expected=profile_fingerprint(PROFILE, IDENTITIES))
+    assert len(snapshot) == 6 and snapshot.row_of["a3"] == 3
+    assert isinstance(snapshot.dense["use"], np.memmap)  # served from disk, not read at start-up
+    np.testing.assert_array_equal(snapshot.dense["use"], arrays.dense["use"])
+    assert (snapshot.tfidf != arrays.tfidf).nnz == 0
+    assert snapshot.articles[0]["teaser"] == "Text über Thema 0." and snapshot.articles[0]["teaser_generated"]
+    assert snapshot.published_at[2] == int(articles[2].published_at.timestamp())
+    query = snapshot.tfidf_model.transform(["Titel 1 Text über Thema 1."])
+    assert abs((query @ arrays.tfidf[1].T).toarray()[0, 0] - 1.0) < 1e-5
+
+
+def test_flipped_byte_is_refused(tmp_path, articles):
+    target, _ = build(tmp_path, articles)
+    vectors = target / "dense_use.npy"
+    data = bytearray(vectors.read_bytes())
+    data[-3] ^= 0xFF
+    vectors.write_bytes(bytes(data))
+    with pytest.raises(IndexCorrupt, match="dense_use.npy does not match its checksum"):
+        load_snapshot(target)
+
+
+def test_missing_file_and_edited_manifest_are_refused(tmp_path, articles):
+    target, _ = build(tmp_path, articles)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["files"]["published_at.npy"]["bytes"] += 1
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorrupt, match="checksum does not match its file list"):
+        load_snapshot(target)
+    target2, _ = build(tmp_path, articles)
+    (target2 / "tfidf_idf.npy").unlink()
+    with pytest.raises(IndexCorrupt, match="tfidf_idf.npy is missing"):
+        load_snapshot(target2)
+
+
+def test_other_configuration_is_refused(tmp_path, articles):
+    target, _ = build(tmp_path, articles)
+    other = profile_fingerprint(get_profile("default"), IDENTITIES)
+    with pytest.raises(IndexMismatch, match="profile 'fast' vs 'default'"):
+        load_snapshot(target, expected=other)
+    newer = profile_fingerprint(PROFILE, {**IDENTITIES, "use": {"backend": "test", "version": "2"}})
+    with pytest.raises(IndexMismatch, match="encoder models or versions"):
+        load_snapshot(target, expected=newer)
+
+
+def test_publish_swaps_current_and_keeps_the_newest_snapshots(tmp_path, articles):
+    with pytest.raises(IndexNotFound, match="recommender index"):
+        resolve_snapshot(tmp_path)
+    published = []
+    for seed in range(4):
+        target, _ = build(tmp_path, articles, seed)
+        publish(tmp_path, target, keep=2)
+        published.append(target)
+        assert resolve_snapshot(tmp_path) == target.resolve()
+        assert os.readlink(tmp_path / "current") == os.path.join("snapshots", target.name)
+    remaining = sorted(p.name for p in (tmp_path / "snapshots").iterdir())
+    assert remaining == sorted(p.name for p in published[-2:])
+    assert load_snapshot(tmp_path).version == published[-1].name
+
+
+def test_link_to_a_missing_snapshot_is_reported(tmp_path):
+    os.symlink("snapshots/gone", tmp_path / "current")
+    with pytest.raises(IndexCorrupt, match="holds no manifest.json"):
+        resolve_snapshot(tmp_path)
