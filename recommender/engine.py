@@ -72,5 +72,5 @@ class Recommender:
 
     def related_to_text(self, text: RawText, k: int | None = None, filters: Filters = Filters()) -> Related:
         """Related stories of an article that is not in the index (title + body of a draft)."""
-        query = self.encoder.embed_query(text, self.snapshot.tfidf_model)
+        query = self.encoder.embed_query(text, self.snapshot.sparse_models)
         return rank(self.snapshot, self.profile, query, filters, self.options(k))

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import sparse
 from scipy.stats import pearsonr
 from sklearn.metrics import ndcg_score
 
@@ -112,8 +111,8 @@ def union_profile(profiles: Sequence[Profile]) -> Profile:
 def pair_similarities(arrays: SignalArrays, rows_left: np.ndarray, rows_right: np.ndarray) -> dict[str, np.ndarray]:
     """Cosine similarity of each pair, per signal."""
     sims = {name: np.einsum("ij,ij->i", v[rows_left], v[rows_right]) for name, v in arrays.dense.items()}
-    tfidf = arrays.tfidf
-    sims["tfidf"] = np.asarray(tfidf[rows_left].multiply(tfidf[rows_right]).sum(axis=1)).ravel()
+    for name, matrix in arrays.sparse.items():
+        sims[name] = np.asarray(matrix[rows_left].multiply(matrix[rows_right]).sum(axis=1)).ravel()
     return sims
 
 
@@ -167,8 +166,8 @@ def label_metrics(dataset: Dataset, similarity: np.ndarray, label: str) -> dict[
 def full_similarities(arrays: SignalArrays) -> dict[str, np.ndarray]:
     """All-pairs cosine similarity matrices, per signal."""
     sims = {name: v @ v.T for name, v in arrays.dense.items()}
-    product = arrays.tfidf @ arrays.tfidf.T
-    sims["tfidf"] = product.toarray() if sparse.issparse(product) else product
+    for name, matrix in arrays.sparse.items():
+        sims[name] = (matrix @ matrix.T).toarray()
     return sims
 
 

@@ -6,7 +6,7 @@ Layout of an index directory::
     DIR/snapshots/<name>/manifest.json
     DIR/snapshots/<name>/articles.jsonl               (metadata, one article a line, row order)
     DIR/snapshots/<name>/dense_<signal>.npy           (n_articles, dim) float32, memory-mapped
-    DIR/snapshots/<name>/tfidf_{data,indices,indptr,idf}.npy, tfidf_vocabulary.json
+    DIR/snapshots/<name>/sparse_<signal>_{data,indices,indptr,idf}.npy, sparse_<signal>_vocabulary.json
     DIR/snapshots/<name>/published_at.npy             (n_articles,) int64 seconds since the epoch
 
 A snapshot is never changed after it is written; a new build writes a new snapshot beside the old one,
@@ -56,11 +56,16 @@ class IndexMismatch(IndexProblem):
 
 @dataclass
 class SignalArrays:
-    """The computed representation of every article for each signal of a profile."""
+    """The computed representation of every article for each signal of a profile.
+
+    dense : signal name -> ndarray of shape (n_articles, dim), float32, rows of unit length
+    sparse : signal name -> csr_matrix of shape (n_articles, n_terms), float32, rows of unit length
+    sparse_models : signal name -> the fitted TfidfModel that made the sparse rows
+    """
 
     dense: dict[str, np.ndarray] = field(default_factory=dict)
-    tfidf: sparse.csr_matrix | None = None
-    tfidf_model: TfidfModel | None = None
+    sparse: dict[str, sparse.csr_matrix] = field(default_factory=dict)
+    sparse_models: dict[str, TfidfModel] = field(default_factory=dict)
 
 
 @dataclass
@@ -69,7 +74,8 @@ class Snapshot:
 
     articles : metadata dicts in row order (no bodies)
     dense : signal name -> ndarray of shape (n_articles, dim), float32, memory-mapped
-    tfidf : csr_matrix of shape (n_articles, n_terms), float32
+    sparse : signal name -> csr_matrix of shape (n_articles, n_terms), float32 (the word signal is 'tfidf')
+    sparse_models : signal name -> fitted TfidfModel, to turn a new text into a comparable row
     published_at : ndarray of shape (n_articles,), int64 seconds since the epoch
     """
 
@@ -77,8 +83,8 @@ class Snapshot:
     manifest: dict[str, Any]
     articles: list[dict[str, Any]]
     dense: dict[str, np.ndarray]
-    tfidf: sparse.csr_matrix
-    tfidf_model: TfidfModel
+    sparse: dict[str, sparse.csr_matrix]
+    sparse_models: dict[str, TfidfModel]
     published_at: np.ndarray
     row_of: dict[str, int] = field(default_factory=dict)
 
@@ -87,6 +93,11 @@ class Snapshot:
 
     def __len__(self) -> int:
         return len(self.articles)
+
+    @property
+    def tfidf(self) -> sparse.csr_matrix:
+        """The word TF-IDF rows, which also decide what counts as a version of the same text."""
+        return self.sparse["tfidf"]
 
     @property
     def version(self) -> str:
@@ -132,8 +143,8 @@ def write_snapshot(
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a complete snapshot into the new directory target and return it."""
-    if arrays.tfidf is None or arrays.tfidf_model is None:
-        raise ValueError("a snapshot needs the TF-IDF signal")
+    if "tfidf" not in arrays.sparse:
+        raise ValueError("a snapshot needs the word TF-IDF signal")
     target.mkdir(parents=True)
     n = len(articles)
     with (target / "articles.jsonl").open("w", encoding="utf-8") as handle:
@@ -145,14 +156,16 @@ def write_snapshot(
         if vectors.shape[0] != n:
             raise ValueError(f"signal {name}: {vectors.shape[0]} vectors for {n} articles")
         np.save(target / f"dense_{name}.npy", np.ascontiguousarray(vectors, dtype=np.float32))
-    tfidf = arrays.tfidf.tocsr()
-    np.save(target / "tfidf_data.npy", tfidf.data.astype(np.float32))
-    np.save(target / "tfidf_indices.npy", tfidf.indices.astype(np.int32))
-    np.save(target / "tfidf_indptr.npy", tfidf.indptr.astype(np.int64))
-    np.save(target / "tfidf_idf.npy", arrays.tfidf_model.idf_)
-    (target / "tfidf_vocabulary.json").write_text(
-        json.dumps(arrays.tfidf_model.vocabulary_, ensure_ascii=False), encoding="utf-8"
-    )
+    for name, matrix in arrays.sparse.items():
+        matrix = matrix.tocsr()
+        model = arrays.sparse_models[name]
+        np.save(target / f"sparse_{name}_data.npy", matrix.data.astype(np.float32))
+        np.save(target / f"sparse_{name}_indices.npy", matrix.indices.astype(np.int32))
+        np.save(target / f"sparse_{name}_indptr.npy", matrix.indptr.astype(np.int64))
+        np.save(target / f"sparse_{name}_idf.npy", model.idf_)
+        (target / f"sparse_{name}_vocabulary.json").write_text(
+            json.dumps(model.vocabulary_, ensure_ascii=False), encoding="utf-8"
+        )
     files = {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in sorted(target.iterdir())}
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -160,7 +173,7 @@ def write_snapshot(
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "n_articles": n,
         "dense_dims": {name: int(v.shape[1]) for name, v in arrays.dense.items()},
-        "tfidf_terms": len(arrays.tfidf_model.vocabulary_),
+        "sparse_terms": {name: len(model.vocabulary_) for name, model in arrays.sparse_models.items()},
         "config": profile_fingerprint(profile, identities),
         "python": sys.version.split()[0],
         "files": files,
@@ -214,23 +227,23 @@ def load_snapshot(index_dir: str | Path, expected: Mapping[str, Any] | None = No
             return np.load(path / name, mmap_mode="r", allow_pickle=False)
 
         dense = {name: array(f"dense_{name}.npy") for name in manifest["dense_dims"]}
-        vocabulary = json.loads((path / "tfidf_vocabulary.json").read_text(encoding="utf-8"))
-        model = TfidfModel(**_tfidf_params(manifest)).set_fitted(vocabulary, np.asarray(array("tfidf_idf.npy")))
-        tfidf = sparse.csr_matrix(
-            (array("tfidf_data.npy"), array("tfidf_indices.npy"), array("tfidf_indptr.npy")),
-            shape=(manifest["n_articles"], len(vocabulary)),
-        )
+        matrices, models = {}, {}
+        for name in manifest["sparse_terms"]:
+            vocabulary = json.loads((path / f"sparse_{name}_vocabulary.json").read_text(encoding="utf-8"))
+            identity = manifest["config"]["encoders"][name]
+            models[name] = TfidfModel(identity["analyzer"], identity["sublinear_tf"], identity["min_df"]).set_fitted(
+                vocabulary, np.asarray(array(f"sparse_{name}_idf.npy"))
+            )
+            matrices[name] = sparse.csr_matrix(
+                (array(f"sparse_{name}_data.npy"), array(f"sparse_{name}_indices.npy"), array(f"sparse_{name}_indptr.npy")),
+                shape=(manifest["n_articles"], len(vocabulary)),
+            )
         published = np.asarray(array("published_at.npy"))
     except (OSError, ValueError, KeyError) as exc:
         raise IndexCorrupt(f"index {path}: cannot read its arrays ({exc})") from None
     if len(articles) != manifest["n_articles"] or published.shape[0] != len(articles):
         raise IndexCorrupt(f"index {path}: article count does not match the manifest")
-    return Snapshot(path, manifest, articles, dense, tfidf, model, published)
-
-
-def _tfidf_params(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    identity = manifest["config"]["encoders"].get("tfidf", {})
-    return {"sublinear_tf": identity.get("sublinear_tf", True), "min_df": identity.get("min_df", 1)}
+    return Snapshot(path, manifest, articles, dense, matrices, models, published)
 
 
 def verify_files(path: Path, manifest: Mapping[str, Any]) -> None:

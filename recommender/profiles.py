@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 from .textprep import TextView
 
-SignalKind = Literal["e5", "use", "sbert", "tfidf"]
+SignalKind = Literal["e5", "use", "sbert", "tfidf", "names"]
+SPARSE_KINDS = ("tfidf", "names")
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,12 @@ class Profile:
     @property
     def dense(self) -> tuple[SignalSpec, ...]:
         """The signals that need a neural encoder."""
-        return tuple(s for s in self.signals if s.kind != "tfidf")
+        return tuple(s for s in self.signals if s.kind not in SPARSE_KINDS)
+
+    @property
+    def sparse(self) -> tuple[SignalSpec, ...]:
+        """The lexical signals (TF-IDF models fitted on the indexed corpus)."""
+        return tuple(s for s in self.signals if s.kind in SPARSE_KINDS)
 
 
 # What each encoder reads. e5 costs time per token, so it reads the head of the body and its tail;
@@ -51,6 +57,7 @@ E5_VIEW = TextView(title_repeat=1, head_chars=600, tail_chars=0)
 USE_VIEW = TextView(title_repeat=1, head_chars=2000, tail_chars=0)
 MINILM_VIEW = TextView(title_repeat=1, head_chars=1000, tail_chars=0)
 TFIDF_VIEW = TextView(title_repeat=2, head_chars=20000, tail_chars=0)
+NAMES_VIEW = TextView(title_repeat=1, head_chars=20000, tail_chars=0)
 
 # The lexical signal is in every profile: it is also the near-duplicate detector.
 TFIDF = SignalSpec("tfidf", "tfidf", TFIDF_VIEW, 1.0)
@@ -64,19 +71,22 @@ PROFILES: dict[str, Profile] = {
     "default": Profile(
         "default",
         (
-            SignalSpec("e5", "e5", E5_VIEW, 0.45),
-            SignalSpec("use", "use", USE_VIEW, 0.25),
-            SignalSpec("tfidf", "tfidf", TFIDF_VIEW, 0.30),
+            SignalSpec("e5", "e5", E5_VIEW, 0.80),
+            SignalSpec("use", "use", USE_VIEW, 0.05),
+            SignalSpec("tfidf", "tfidf", TFIDF_VIEW, 0.05),
+            SignalSpec("names", "names", NAMES_VIEW, 0.10),
         ),
-        "multilingual-e5-small + multilingual USE + TF-IDF: best quality, ~5 articles/s on 2 cores",
+        "multilingual-e5-small + multilingual USE + TF-IDF over words and names: best quality",
     ),
     "fast": Profile(
         "fast",
         (
-            SignalSpec("use", "use", USE_VIEW, 0.6),
-            SignalSpec("tfidf", "tfidf", TFIDF_VIEW, 0.4),
+            SignalSpec("use", "use", USE_VIEW, 0.30),
+            SignalSpec("minilm", "sbert", MINILM_VIEW, 0.30),
+            SignalSpec("tfidf", "tfidf", TFIDF_VIEW, 0.15),
+            SignalSpec("names", "names", NAMES_VIEW, 0.25),
         ),
-        "multilingual USE + TF-IDF: for very large archives",
+        "multilingual USE + MiniLM + TF-IDF over words and names: for very large archives",
     ),
     "tfidf": Profile("tfidf", (TFIDF,), "TF-IDF alone (baseline)"),
     "e5": _single("e5", "e5", E5_VIEW, "multilingual-e5-small alone (baseline)"),

@@ -41,10 +41,10 @@ class RankOptions:
 
 @dataclass(frozen=True)
 class QueryVectors:
-    """The query in every signal of a profile: dense unit vectors and one TF-IDF row."""
+    """The query in every signal of a profile: dense unit vectors and sparse (1, n_terms) rows."""
 
     dense: dict[str, np.ndarray]
-    tfidf: sparse.csr_matrix
+    sparse: dict[str, sparse.csr_matrix]
 
 
 @dataclass(frozen=True)
@@ -76,13 +76,17 @@ class Related:
 
 def query_from_row(snapshot: Snapshot, row: int) -> QueryVectors:
     """The stored vectors of an indexed article, as a query."""
-    return QueryVectors({name: np.asarray(v[row]) for name, v in snapshot.dense.items()}, snapshot.tfidf[row])
+    return QueryVectors(
+        {name: np.asarray(v[row]) for name, v in snapshot.dense.items()},
+        {name: m[row] for name, m in snapshot.sparse.items()},
+    )
 
 
 def signal_similarities(snapshot: Snapshot, query: QueryVectors) -> dict[str, np.ndarray]:
     """Cosine similarity of the query with every article, per signal: name -> (n_articles,) float32."""
     sims = {name: np.asarray(vectors @ query.dense[name], dtype=np.float32) for name, vectors in snapshot.dense.items()}
-    sims["tfidf"] = np.asarray((snapshot.tfidf @ query.tfidf.T).toarray().ravel(), dtype=np.float32)
+    for name, matrix in snapshot.sparse.items():
+        sims[name] = np.asarray((matrix @ query.sparse[name].T).toarray().ravel(), dtype=np.float32)
     return sims
 
 

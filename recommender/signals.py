@@ -8,7 +8,7 @@ from typing import Any, Callable, ContextManager, Sequence
 from .embedcache import EmbeddingCache, encode_cached
 from .encoders import DenseEncoder, TfidfModel, make_dense_encoder
 from .index import SignalArrays
-from .profiles import Profile
+from .profiles import Profile, SignalSpec
 from .ranking import QueryVectors
 from .textprep import HasText, prepare
 
@@ -57,11 +57,11 @@ class SignalEncoder:
     def identities(self) -> dict[str, Any]:
         """Signal name -> identity of its encoder (what the vectors depend on)."""
         identities = {name: encoder.identity() for name, encoder in self.encoders.items()}
-        identities["tfidf"] = TfidfModel().identity()
+        identities.update({s.name: _lexical_model(s).identity() for s in self.profile.sparse})
         return identities
 
     def embed_articles(self, articles: Sequence[HasText], progress: Progress = no_progress) -> SignalArrays:
-        """Every signal of the profile for every article; the TF-IDF model is fitted on these articles."""
+        """Every signal of the profile for every article; the lexical models are fitted on these articles."""
         arrays = SignalArrays()
         for signal in self.profile.dense:
             texts = [prepare(a, signal.view) for a in articles]
@@ -69,17 +69,22 @@ class SignalEncoder:
                 arrays.dense[signal.name] = encode_cached(
                     self.encoders[signal.name], texts, self.cache, self.batch_size, on_batch=bar.update
                 )
-        tfidf_view = next(s.view for s in self.profile.signals if s.kind == "tfidf")
-        texts = [prepare(a, tfidf_view) for a in articles]
-        arrays.tfidf_model = TfidfModel().fit(texts)
-        arrays.tfidf = arrays.tfidf_model.transform(texts)
+        for signal in self.profile.sparse:
+            texts = [prepare(a, signal.view) for a in articles]
+            model = _lexical_model(signal).fit(texts)
+            arrays.sparse_models[signal.name] = model
+            arrays.sparse[signal.name] = model.transform(texts)
         return arrays
 
-    def embed_query(self, text: HasText, tfidf_model: TfidfModel) -> QueryVectors:
-        """The signals of one article that is not in the index, against an index's fitted TF-IDF model."""
+    def embed_query(self, text: HasText, sparse_models: dict[str, TfidfModel]) -> QueryVectors:
+        """The signals of one article that is not in the index, against an index's fitted lexical models."""
         dense = {
             s.name: self.encoders[s.name].encode([prepare(text, s.view)])[0] for s in self.profile.dense
         }
-        tfidf_view = next(s.view for s in self.profile.signals if s.kind == "tfidf")
-        return QueryVectors(dense, tfidf_model.transform([prepare(text, tfidf_view)]))
+        rows = {s.name: sparse_models[s.name].transform([prepare(text, s.view)]) for s in self.profile.sparse}
+        return QueryVectors(dense, rows)
+
+
+def _lexical_model(signal: SignalSpec) -> TfidfModel:
+    return TfidfModel(analyzer="names" if signal.kind == "names" else "words")
 

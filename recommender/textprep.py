@@ -91,6 +91,22 @@ def _join_sentences(pieces) -> str:
     return " ".join(out)
 
 
+_WORD = re.compile(r"\w[\w'’-]*")
+_CLAUSE = re.compile(r"(?<=[.!?:])\s+|\n+")
+
+
+def name_tokens(text: str) -> list[str]:
+    """Lower-cased words that look like names or numbers: capitalised, but not first in their sentence,
+    or starting with a digit. Crude for German (nouns are capitalised too) but cheap, language-independent
+    and measured to help tell one event from another of the same kind (docs/quality.md)."""
+    tokens = []
+    for clause in _CLAUSE.split(text):
+        for position, word in enumerate(_WORD.findall(clause)):
+            if word[0].isdigit() or (position > 0 and word[0].isupper()):
+                tokens.append(word.lower())
+    return tokens
+
+
 def split_sentences(text: str) -> list[str]:
     """Sentences of a text, split at sentence-final punctuation."""
     return [s for s in _SENTENCE_END.split(normalize_space(text)) if s]

@@ -13,13 +13,17 @@ from recommender.index import (
 from recommender.profiles import get_profile
 
 PROFILE = get_profile("fast")
-IDENTITIES = {"use": {"backend": "test"}, "tfidf": TfidfModel().identity()}
+IDENTITIES = {"use": {"backend": "test"}, "minilm": {"backend": "test"}, "tfidf": TfidfModel().identity(),
+              "names": TfidfModel("names").identity()}
 
 
 def build(index_dir, articles, seed=0):
     texts = [f"{a.title} {a.body}" for a in articles]
-    model = TfidfModel().fit(texts)
-    arrays = SignalArrays({"use": unit_rows(np.random.default_rng(seed), len(articles), 8)}, model.transform(texts), model)
+    rng = np.random.default_rng(seed)
+    words, names = TfidfModel().fit(texts), TfidfModel("names").fit(texts)
+    arrays = SignalArrays({"use": unit_rows(rng, len(articles), 8), "minilm": unit_rows(rng, len(articles), 4)},
+                          {"tfidf": words.transform(texts), "names": names.transform(texts)},
+                          {"tfidf": words, "names": names})
     target = new_snapshot_dir(index_dir)
     write_snapshot(target, articles, arrays, PROFILE, IDENTITIES)
     return target, arrays
@@ -36,11 +40,13 @@ def test_round_trip_keeps_vectors_metadata_and_configuration(tmp_path, articles)
     assert len(snapshot) == 6 and snapshot.row_of["a3"] == 3
     assert isinstance(snapshot.dense["use"], np.memmap)  # served from disk, not read at start-up
     np.testing.assert_array_equal(snapshot.dense["use"], arrays.dense["use"])
-    assert (snapshot.tfidf != arrays.tfidf).nnz == 0
+    for name in ("tfidf", "names"):
+        assert (snapshot.sparse[name] != arrays.sparse[name]).nnz == 0
+    assert snapshot.sparse_models["names"].analyzer == "names"
     assert snapshot.articles[0]["teaser"] == "Text über Thema 0." and snapshot.articles[0]["teaser_generated"]
     assert snapshot.published_at[2] == int(articles[2].published_at.timestamp())
-    query = snapshot.tfidf_model.transform(["Titel 1 Text über Thema 1."])
-    assert abs((query @ arrays.tfidf[1].T).toarray()[0, 0] - 1.0) < 1e-5
+    query = snapshot.sparse_models["tfidf"].transform(["Titel 1 Text über Thema 1."])
+    assert abs((query @ arrays.sparse["tfidf"][1].T).toarray()[0, 0] - 1.0) < 1e-5
 
 
 def test_flipped_byte_is_refused(tmp_path, articles):
@@ -61,8 +67,8 @@ def test_missing_file_and_edited_manifest_are_refused(tmp_path, articles):
     with pytest.raises(IndexCorrupt, match="checksum does not match its file list"):
         load_snapshot(target)
     target2, _ = build(tmp_path, articles)
-    (target2 / "tfidf_idf.npy").unlink()
-    with pytest.raises(IndexCorrupt, match="tfidf_idf.npy is missing"):
+    (target2 / "sparse_tfidf_idf.npy").unlink()
+    with pytest.raises(IndexCorrupt, match="sparse_tfidf_idf.npy is missing"):
         load_snapshot(target2)
 
 

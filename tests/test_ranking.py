@@ -6,11 +6,13 @@ import pytest
 from conftest import make_article
 from recommender.encoders import TfidfModel
 from recommender.index import SignalArrays, load_snapshot, new_snapshot_dir, write_snapshot
-from recommender.profiles import get_profile
+from recommender.profiles import NAMES_VIEW, TFIDF_VIEW, USE_VIEW, Profile, SignalSpec
 from recommender.ranking import Filters, RankOptions, freshness, fuse, query_from_row, rank
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
-PROFILE = get_profile("fast")
+# One dense signal with hand-made topic vectors and the two lexical signals.
+PROFILE = Profile("test", (SignalSpec("use", "use", USE_VIEW, 0.6), SignalSpec("tfidf", "tfidf", TFIDF_VIEW, 0.3),
+                           SignalSpec("names", "names", NAMES_VIEW, 0.1)))
 
 # id, text, topic vector axis, days ago, lang, section
 ROWS = [
@@ -35,10 +37,11 @@ def snapshot(tmp_path_factory):
         dense[row, 3] = 0.1 * row  # small differences inside a topic
     dense /= np.linalg.norm(dense, axis=1, keepdims=True)
     texts = [a.title + " " + a.body for a in articles]
-    model = TfidfModel().fit(texts)
+    models = {"tfidf": TfidfModel().fit(texts), "names": TfidfModel("names").fit(texts)}
     target = new_snapshot_dir(tmp_path_factory.mktemp("ranking"))
-    identities = {"use": {"backend": "test"}, "tfidf": model.identity()}
-    write_snapshot(target, articles, SignalArrays({"use": dense}, model.transform(texts), model), PROFILE, identities)
+    identities = {"use": {"backend": "test"}, "tfidf": models["tfidf"].identity(), "names": models["names"].identity()}
+    arrays = SignalArrays({"use": dense}, {n: m.transform(texts) for n, m in models.items()}, models)
+    write_snapshot(target, articles, arrays, PROFILE, identities)
     return load_snapshot(target)
 
 
@@ -94,10 +97,8 @@ def test_recency_weight_changes_the_order(snapshot):
 
 
 def test_fuse_is_the_weighted_mean_of_the_signals():
-    sims = {"use": np.array([1.0, 0.0]), "tfidf": np.array([0.0, 1.0])}
-    weights = {s.name: s.weight for s in PROFILE.signals}
-    total = sum(weights.values())
-    np.testing.assert_allclose(fuse(PROFILE, sims), [weights["use"] / total, weights["tfidf"] / total])
+    sims = {"use": np.array([1.0, 0.0, 0.0]), "tfidf": np.array([0.0, 1.0, 0.0]), "names": np.array([0.0, 0.0, 1.0])}
+    np.testing.assert_allclose(fuse(PROFILE, sims), [0.6, 0.3, 0.1])
 
 
 def test_empty_result_when_filters_remove_everything(snapshot):

@@ -53,3 +53,12 @@ def test_detect_language_german_and_english():
     assert detect_language("Die Bundesregierung hat am Mittwoch einen neuen Haushalt beschlossen.") == "de"
     assert detect_language("The government approved a new budget on Wednesday after long talks.") == "en"
     assert detect_language("   ") == "und"
+
+
+def test_name_tokens_keep_names_and_numbers_but_not_sentence_starts():
+    from recommender.textprep import name_tokens
+
+    tokens = name_tokens("Die Polizei in Lindau-Ost sucht Zeugen. Am 3. März traf Scholz den Präsidenten Macron.")
+    assert "lindau-ost" in tokens and "scholz" in tokens and "macron" in tokens and "3" in tokens
+    assert "die" not in tokens and "am" not in tokens  # capitalised only because they start a sentence
+    assert "sucht" not in tokens

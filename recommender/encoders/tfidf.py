@@ -1,37 +1,46 @@
-"""Lexical signal: TF-IDF over words (scikit-learn), fitted on the indexed corpus.
+"""Lexical signals: TF-IDF (scikit-learn) over all words or over name-like tokens, fitted on the indexed corpus.
 
 Names and rare words decide whether two articles report the same event rather than the same kind of
-event, which dense encoders blur; so this signal is part of every profile, and it also finds
-near-duplicate versions of one text.
+event, which dense encoders blur. The word signal is part of every profile: it also finds near-duplicate
+versions of one text.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.preprocessing import normalize
 
+from ..textprep import name_tokens
 from .base import package_version
 
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
+Analyzer = Literal["words", "names"]
 
 
 class TfidfModel:
     """fit(texts) learns the vocabulary and IDF; transform(texts) gives L2-normalised sparse rows."""
 
-    kind = "tfidf"
-
-    def __init__(self, sublinear_tf: bool = True, min_df: int = 1) -> None:
+    def __init__(self, analyzer: Analyzer = "words", sublinear_tf: bool = True, min_df: int = 1) -> None:
+        self.analyzer = analyzer
         self.sublinear_tf = sublinear_tf
         self.min_df = min_df
+
+    def _vectorizer_options(self) -> dict[str, Any]:
+        if self.analyzer == "names":
+            return {"analyzer": name_tokens}
+        if self.analyzer == "words":
+            return {"token_pattern": TOKEN_PATTERN}
+        raise ValueError(f"unknown analyzer {self.analyzer!r} (known: words, names)")
 
     def identity(self) -> dict[str, Any]:
         """Parameters that determine the vectors (the fitted vocabulary is stored with the index)."""
         return {
             "backend": "scikit-learn",
             "version": package_version("scikit-learn"),
+            "analyzer": self.analyzer,
             "sublinear_tf": self.sublinear_tf,
             "min_df": self.min_df,
             "token_pattern": TOKEN_PATTERN,
@@ -40,7 +49,7 @@ class TfidfModel:
     def fit(self, texts: Sequence[str]) -> "TfidfModel":
         """Learn vocabulary_ (list of terms) and idf_ (float32 array) from texts."""
         min_df = self.min_df if len(texts) >= self.min_df else 1
-        vectorizer = TfidfVectorizer(token_pattern=TOKEN_PATTERN, sublinear_tf=self.sublinear_tf, min_df=min_df)
+        vectorizer = TfidfVectorizer(sublinear_tf=self.sublinear_tf, min_df=min_df, **self._vectorizer_options())
         vectorizer.fit(texts)
         terms = vectorizer.get_feature_names_out()
         self.vocabulary_ = [str(t) for t in terms]
@@ -59,7 +68,7 @@ class TfidfModel:
         """Sparse matrix of shape (len(texts), len(vocabulary_)), float32, rows of unit length."""
         if getattr(self, "_counter", None) is None:
             self._counter = CountVectorizer(
-                token_pattern=TOKEN_PATTERN, vocabulary={t: i for i, t in enumerate(self.vocabulary_)}
+                vocabulary={t: i for i, t in enumerate(self.vocabulary_)}, **self._vectorizer_options()
             )
         counts = self._counter.transform(list(texts)).astype(np.float32)
         if self.sublinear_tf:
