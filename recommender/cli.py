@@ -177,15 +177,16 @@ def format_report(report: dict[str, Any]) -> str:
         for metric in metrics:
             if metric != "n":
                 columns.append((f"{label} {metric}", ("labels", label, metric)))
+    widths = [max(len(title), 6) + 2 for title, _ in columns]
     lines = [f"dataset {report['config']['dataset']} ({report['config']['articles']} articles)"]
-    lines.append(f"{'profile':<10}" + "".join(f"{title:>22}" for title, _ in columns))
+    lines.append(f"{'profile':<10}" + "".join(f"{title:>{w}}" for (title, _), w in zip(columns, widths)))
     for name, result in rows:
         cells = []
-        for _, path in columns:
+        for (_, path), width in zip(columns, widths):
             value: Any = result
             for key in path:
                 value = value.get(key, {}) if isinstance(value, dict) else {}
-            cells.append(f"{value:>22.4f}" if isinstance(value, float) else f"{'-':>22}")
+            cells.append(f"{value:>{width}.4f}" if isinstance(value, float) else f"{'-':>{width}}")
         lines.append(f"{name:<10}" + "".join(cells))
     return "\n".join(lines)
 

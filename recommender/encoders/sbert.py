@@ -44,6 +44,9 @@ class SentenceTransformerEncoder(DenseEncoder):
         torch = require("torch", "torch==2.13.0", "sentence-transformers")
         torch.set_num_threads(self.threads)
         st = require("sentence_transformers", "sentence-transformers", "sentence-transformers")
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # our own progress bar is the one the user reads
         try:
             model = st.SentenceTransformer(path, device="cpu")
         except Exception as exc:  # the library raises several kinds (OSError, ValueError, HF errors)

@@ -1,0 +1,57 @@
+import pytest
+
+from conftest import record, write_jsonl
+from recommender import jobs
+from recommender.config import load_settings
+from recommender.encoders.use import UseEncoder
+from recommender.index import load_snapshot, resolve_snapshot
+
+BODIES = [
+    "Die Donau tritt in Passau über die Ufer, Helfer füllen Sandsäcke.",
+    "Der Stadtrat von Hallenbach stimmt über den Haushalt ab und streitet über Schulden.",
+    "Ein Erdbeben erschüttert die Küste Japans, Züge stehen still.",
+]
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    return write_jsonl(tmp_path / "c.jsonl", [record(f"a{i}", body=body) for i, body in enumerate(BODIES)])
+
+
+def test_second_run_embeds_nothing_again(tmp_path, corpus, monkeypatch):
+    calls = []
+    real = UseEncoder._encode
+    monkeypatch.setattr(UseEncoder, "_encode", lambda self, model, texts: calls.append(len(texts)) or real(self, model, texts))
+    settings = load_settings(environ={}, profile="use", index_dir=str(tmp_path / "index"), cache_dir=str(tmp_path / "cache"))
+    first = jobs.build_index([corpus], settings.index_dir, settings)
+    assert sum(calls) == 3
+    second = jobs.build_index([corpus], settings.index_dir, settings)
+    assert sum(calls) == 3  # every prepared text was in the cache
+    assert first.snapshot != second.snapshot and resolve_snapshot(settings.index_dir) == second.snapshot.resolve()
+    write_jsonl(corpus, [record(f"a{i}", body=body) for i, body in enumerate(BODIES)] + [record("new", body="Neu.")])
+    jobs.build_index([corpus], settings.index_dir, settings)
+    assert sum(calls) == 4  # only the new article
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("disk full"), KeyboardInterrupt()])
+def test_failure_while_publishing_keeps_the_old_index_and_no_partial_snapshot(tmp_path, corpus, monkeypatch, failure):
+    settings = load_settings(environ={}, profile="tfidf", index_dir=str(tmp_path / "index"), cache_dir="")
+    before = jobs.build_index([corpus], settings.index_dir, settings).snapshot
+
+    def broken_publish(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(jobs, "publish", broken_publish)
+    with pytest.raises(type(failure)):
+        jobs.build_index([corpus], settings.index_dir, settings)
+    assert resolve_snapshot(settings.index_dir) == before.resolve()
+    assert [p.name for p in (tmp_path / "index" / "snapshots").iterdir()] == [before.name]
+    assert len(load_snapshot(settings.index_dir)) == 3
+
+
+def test_summary_counts_and_timings(tmp_path, corpus):
+    settings = load_settings(environ={}, profile="tfidf", index_dir=str(tmp_path / "index"), cache_dir="")
+    summary = jobs.build_index([corpus], settings.index_dir, settings)
+    assert summary.articles == 3 and summary.skipped == []
+    assert set(summary.seconds) == {"read", "embed", "write"} and summary.articles_per_second > 0
+    assert load_snapshot(summary.snapshot).manifest["skipped_invalid"] == 0
