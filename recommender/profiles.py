@@ -51,9 +51,10 @@ class Profile:
         return tuple(s for s in self.signals if s.kind in SPARSE_KINDS)
 
 
-# What each encoder reads. e5 costs time per token, so it reads the head of the body and its tail;
-# MiniLM truncates at 256 word pieces, so more text would be thrown away.
-E5_VIEW = TextView(title_repeat=1, head_chars=600, tail_chars=0)
+# What each encoder reads. e5 costs time per token and is best on short inputs, so it reads the title with
+# each of the first two 600-character pieces of the body and averages them; MiniLM truncates at 256 word
+# pieces, so more text would be thrown away.
+E5_VIEW = TextView(title_repeat=1, head_chars=600, tail_chars=0, chunks=2)
 USE_VIEW = TextView(title_repeat=1, head_chars=2000, tail_chars=0)
 MINILM_VIEW = TextView(title_repeat=1, head_chars=1000, tail_chars=0)
 TFIDF_VIEW = TextView(title_repeat=2, head_chars=20000, tail_chars=0)
@@ -71,10 +72,10 @@ PROFILES: dict[str, Profile] = {
     "default": Profile(
         "default",
         (
-            SignalSpec("e5", "e5", E5_VIEW, 0.80),
+            SignalSpec("e5", "e5", E5_VIEW, 0.90),
             SignalSpec("use", "use", USE_VIEW, 0.05),
-            SignalSpec("tfidf", "tfidf", TFIDF_VIEW, 0.05),
-            SignalSpec("names", "names", NAMES_VIEW, 0.10),
+            SignalSpec("tfidf", "tfidf", TFIDF_VIEW, 0.0),
+            SignalSpec("names", "names", NAMES_VIEW, 0.05),
         ),
         "multilingual-e5-small + multilingual USE + TF-IDF over words and names: best quality",
     ),
@@ -82,9 +83,9 @@ PROFILES: dict[str, Profile] = {
         "fast",
         (
             SignalSpec("use", "use", USE_VIEW, 0.30),
-            SignalSpec("minilm", "sbert", MINILM_VIEW, 0.30),
-            SignalSpec("tfidf", "tfidf", TFIDF_VIEW, 0.15),
-            SignalSpec("names", "names", NAMES_VIEW, 0.25),
+            SignalSpec("minilm", "sbert", MINILM_VIEW, 0.35),
+            SignalSpec("tfidf", "tfidf", TFIDF_VIEW, 0.25),
+            SignalSpec("names", "names", NAMES_VIEW, 0.10),
         ),
         "multilingual USE + MiniLM + TF-IDF over words and names: for very large archives",
     ),

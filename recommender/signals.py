@@ -5,12 +5,14 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, ContextManager, Sequence
 
+import numpy as np
+
 from .embedcache import EmbeddingCache, encode_cached
 from .encoders import DenseEncoder, TfidfModel, make_dense_encoder
 from .index import SignalArrays
 from .profiles import Profile, SignalSpec
 from .ranking import QueryVectors
-from .textprep import HasText, prepare
+from .textprep import HasText, prepare, prepare_chunks
 
 # A progress factory: (description, total) -> a context manager whose object has update(n).
 Progress = Callable[[str, int], ContextManager[Any]]
@@ -64,11 +66,9 @@ class SignalEncoder:
         """Every signal of the profile for every article; the lexical models are fitted on these articles."""
         arrays = SignalArrays()
         for signal in self.profile.dense:
-            texts = [prepare(a, signal.view) for a in articles]
-            with progress(f"embedding ({signal.name})", len(texts)) as bar:
-                arrays.dense[signal.name] = encode_cached(
-                    self.encoders[signal.name], texts, self.cache, self.batch_size, on_batch=bar.update
-                )
+            chunks = [prepare_chunks(a, signal.view) for a in articles]
+            with progress(f"embedding ({signal.name})", len(articles)) as bar:
+                arrays.dense[signal.name] = self._embed_chunked(signal, chunks, bar.update)
         for signal in self.profile.sparse:
             texts = [prepare(a, signal.view) for a in articles]
             model = _lexical_model(signal).fit(texts)
@@ -76,13 +76,37 @@ class SignalEncoder:
             arrays.sparse[signal.name] = model.transform(texts)
         return arrays
 
+    def _embed_chunked(self, signal: SignalSpec, chunks: list[list[str]], on_done=None) -> np.ndarray:
+        """(n_articles, dim) float32: each article's chunks embedded (cached) and averaged."""
+        flat = [text for texts in chunks for text in texts]
+        counts = [len(texts) for texts in chunks]
+        if all(n == 1 for n in counts):
+            return encode_cached(self.encoders[signal.name], flat, self.cache, self.batch_size, on_batch=on_done)
+        # Progress counts articles, not chunks: scale what the cache reports.
+        scale = len(chunks) / len(flat)
+        done = [0.0]
+
+        def report(n: int) -> None:
+            before = int(done[0])
+            done[0] += n * scale
+            if on_done is not None and int(done[0]) > before:
+                on_done(int(done[0]) - before)
+
+        vectors = encode_cached(self.encoders[signal.name], flat, self.cache, self.batch_size, on_batch=report)
+        return mean_of_chunks(vectors, counts)
+
     def embed_query(self, text: HasText, sparse_models: dict[str, TfidfModel]) -> QueryVectors:
         """The signals of one article that is not in the index, against an index's fitted lexical models."""
-        dense = {
-            s.name: self.encoders[s.name].encode([prepare(text, s.view)])[0] for s in self.profile.dense
-        }
+        dense = {s.name: self._embed_chunked(s, [prepare_chunks(text, s.view)])[0] for s in self.profile.dense}
         rows = {s.name: sparse_models[s.name].transform([prepare(text, s.view)]) for s in self.profile.sparse}
         return QueryVectors(dense, rows)
+
+
+def mean_of_chunks(vectors: np.ndarray, counts: Sequence[int]) -> np.ndarray:
+    """Per article, the mean of its chunk vectors, NOT re-normalised: the dot product of two such means is
+    the average similarity over all pairs of their chunks, which is what was measured to work."""
+    ends = np.cumsum(counts)
+    return np.stack([vectors[end - n:end].mean(axis=0) for n, end in zip(counts, ends)]).astype(np.float32)
 
 
 def _lexical_model(signal: SignalSpec) -> TfidfModel:

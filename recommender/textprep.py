@@ -30,12 +30,15 @@ class TextView:
 
     head_chars / tail_chars : the start and the end of the body (the end often holds the outcome or
     the background that names the story); the middle is dropped when the body is longer than both.
+    chunks : when above 1, the body is read as up to this many consecutive pieces of head_chars each,
+    every piece after the title (see `prepare_chunks`); tail_chars is then ignored.
     """
 
     title_repeat: int = 1
     include_teaser: bool = True
     head_chars: int = 2000
     tail_chars: int = 0
+    chunks: int = 1
 
     def to_json(self) -> dict[str, int | bool]:
         """Plain values for manifests and cache keys."""
@@ -44,6 +47,7 @@ class TextView:
             "include_teaser": self.include_teaser,
             "head_chars": self.head_chars,
             "tail_chars": self.tail_chars,
+            "chunks": self.chunks,
         }
 
 
@@ -82,6 +86,26 @@ def prepare(article: HasText, view: TextView) -> str:
         body = " … ".join(parts)
     pieces = [title] * max(view.title_repeat, 0) + [teaser, body]
     return _join_sentences(p for p in pieces if p)
+
+
+def prepare_chunks(article: HasText, view: TextView) -> list[str]:
+    """The strings an encoder embeds for `article`: one per chunk (the first is `prepare`'s text).
+
+    Short encoders read only the start of a long article; embedding the next pieces too and averaging
+    lets the rest of the story count (measured in docs/quality.md) without a longer, slower input.
+    """
+    first = prepare(article, view)
+    if view.chunks <= 1:
+        return [first]
+    title = normalize_space(article.title)
+    rest = normalize_space(article.body)
+    rest = rest[len(_cut_head(rest, view.head_chars)):].strip()
+    texts = [first]
+    while rest and len(texts) < view.chunks:
+        piece = _cut_head(rest, view.head_chars)
+        rest = rest[len(piece):].strip()
+        texts.append(_join_sentences(p for p in [title] * max(view.title_repeat, 0) + [piece] if p))
+    return texts
 
 
 def _join_sentences(pieces) -> str:

@@ -62,3 +62,16 @@ def test_name_tokens_keep_names_and_numbers_but_not_sentence_starts():
     assert "lindau-ost" in tokens and "scholz" in tokens and "macron" in tokens and "3" in tokens
     assert "die" not in tokens and "am" not in tokens  # capitalised only because they start a sentence
     assert "sucht" not in tokens
+
+
+def test_prepare_chunks_reads_consecutive_pieces_after_the_title():
+    from recommender.textprep import prepare_chunks
+
+    body = " ".join(f"w{i}" for i in range(300))
+    first, second = prepare_chunks(article("Titel", body=body), TextView(head_chars=200, chunks=2))
+    assert first == prepare(article("Titel", body=body), TextView(head_chars=200))
+    assert second.startswith("Titel. ") and "w0 " not in second
+    last_of_first = first.rstrip(".").split()[-1]
+    assert second.split()[1] == f"w{int(last_of_first[1:]) + 1}"  # the second piece starts where the first ended
+    assert len(prepare_chunks(article(body="kurz"), TextView(head_chars=200, chunks=2))) == 1
+    assert len(prepare_chunks(article(body=body), TextView(head_chars=200, chunks=1))) == 1
