@@ -18,7 +18,9 @@ from .payloads import related_json
 from .ranking import Filters
 from .signals import Progress
 
-EXPECTED_ERRORS = (ConfigError, CorpusError, DatasetError, EncoderUnavailable, IndexProblem, UnknownArticle)
+# Errors a user can cause and fix; they get one line, not a traceback. OSError covers unreadable corpus
+# files, a full disk or a read-only index directory.
+EXPECTED_ERRORS = (ConfigError, CorpusError, DatasetError, EncoderUnavailable, IndexProblem, UnknownArticle, OSError)
 
 
 class UsageError(ValueError):

@@ -76,21 +76,24 @@ class SignalEncoder:
             arrays.sparse[signal.name] = model.transform(texts)
         return arrays
 
-    def _embed_chunked(self, signal: SignalSpec, chunks: list[list[str]], on_done=None) -> np.ndarray:
+    def _embed_chunked(
+        self, signal: SignalSpec, chunks: list[list[str]], on_done: Callable[[int], None] | None = None
+    ) -> np.ndarray:
         """(n_articles, dim) float32: each article's chunks embedded (cached) and averaged."""
         flat = [text for texts in chunks for text in texts]
         counts = [len(texts) for texts in chunks]
         if all(n == 1 for n in counts):
             return encode_cached(self.encoders[signal.name], flat, self.cache, self.batch_size, on_batch=on_done)
-        # Progress counts articles, not chunks: scale what the cache reports.
-        scale = len(chunks) / len(flat)
-        done = [0.0]
+        # Progress counts articles, not chunks: scale what the cache reports (integer maths, exact at the end).
+        embedded = reported = 0
 
         def report(n: int) -> None:
-            before = int(done[0])
-            done[0] += n * scale
-            if on_done is not None and int(done[0]) > before:
-                on_done(int(done[0]) - before)
+            nonlocal embedded, reported
+            embedded += n
+            articles_done = embedded * len(chunks) // len(flat)
+            if on_done is not None and articles_done > reported:
+                on_done(articles_done - reported)
+                reported = articles_done
 
         vectors = encode_cached(self.encoders[signal.name], flat, self.cache, self.batch_size, on_batch=report)
         return mean_of_chunks(vectors, counts)
@@ -105,8 +108,9 @@ class SignalEncoder:
 def mean_of_chunks(vectors: np.ndarray, counts: Sequence[int]) -> np.ndarray:
     """Per article, the mean of its chunk vectors, NOT re-normalised: the dot product of two such means is
     the average similarity over all pairs of their chunks, which is what was measured to work."""
-    ends = np.cumsum(counts)
-    return np.stack([vectors[end - n:end].mean(axis=0) for n, end in zip(counts, ends)]).astype(np.float32)
+    counts = np.asarray(counts)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return (np.add.reduceat(vectors, starts, axis=0) / counts[:, None]).astype(np.float32)
 
 
 def _lexical_model(signal: SignalSpec) -> TfidfModel:

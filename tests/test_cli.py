@@ -109,3 +109,12 @@ def test_python_dash_m_and_bad_usage_exit_2(tmp_path):
     assert result.returncode == 2 and "the following arguments are required: id" in result.stderr
     result = subprocess.run([sys.executable, "-m", "recommender", "profiles"], capture_output=True, text=True)
     assert result.returncode == 0 and "default" in result.stdout and "tfidf" in result.stdout
+
+
+def test_unwritable_index_directory_is_one_line(corpus, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RECOMMENDER_PROFILE", "tfidf")
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["index", str(corpus), "--index", str(blocker / "index"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("recommender: error: ") and "Traceback" not in err
