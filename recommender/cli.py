@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--profile", help="ranking profile the index was built with")
     serve.add_argument("--host", help="address to listen on (setting host)")
     serve.add_argument("--port", type=int, help="port (setting port)")
+    serve.add_argument("--workers", type=int, help="worker processes (setting workers)")
 
     evaluate = commands.add_parser("evaluate", help="measure ranking quality on a labelled dataset folder")
     evaluate.add_argument("dataset", help="folder with articles.jsonl and optionally pairs.tsv")
@@ -95,6 +96,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         profile=getattr(args, "profile", None),
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
+        workers=getattr(args, "workers", None),
     )
 
 
@@ -141,14 +143,9 @@ def cmd_related(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    from .service import create_app
+    from .server import serve
 
-    app = create_app(settings)
-    base = f"http://{settings.host}:{settings.port}"
-    sample = app.config["RECOMMENDER"].snapshot.articles[0]["id"]
-    print(f"serving on {base}  (try {base}/v1/articles/{sample}/related)", flush=True)
-    app.run(host=settings.host, port=settings.port, threaded=True)
+    serve(_settings(args), announce=lambda line: print(line, flush=True))
     return 0
 
 

@@ -46,6 +46,15 @@ class Settings:
     )
     host: str = _setting("127.0.0.1", "Address the API listens on.")
     port: int = _setting(8000, "Port the API listens on.")
+    workers: int = _setting(2, "API worker processes (gunicorn); each maps the same index files.")
+    cors_origins: str = _setting("", "Comma-separated origins allowed to call the API from a browser; empty = none.")
+    cache_max_age: int = _setting(60, "Seconds browsers and CDNs may cache a related-links answer.")
+    max_request_bytes: int = _setting(1_000_000, "Largest request body accepted (larger ones get 413).")
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """The allowed CORS origins as a list."""
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some settings changed (validated like any other source)."""
@@ -87,11 +96,13 @@ def _build(values: Mapping[str, Any]) -> Settings:
         raise ConfigError(f"unknown setting(s): {', '.join(unknown)} (known: {', '.join(known)})")
     typed = {name: _coerce(name, _TYPES[known[name].type], value) for name, value in values.items()}
     settings = Settings(**typed)
-    for name in ("threads", "batch_size", "keep_snapshots", "default_k", "max_k"):
+    for name in ("threads", "batch_size", "keep_snapshots", "default_k", "max_k", "workers", "max_request_bytes"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"setting {name!r} must be at least 1")
     if not 0.0 <= settings.recency_weight <= 1.0:
         raise ConfigError("setting 'recency_weight' must be between 0 and 1")
+    if settings.cache_max_age < 0:
+        raise ConfigError("setting 'cache_max_age' must not be negative")
     if settings.recency_half_life_days <= 0:
         raise ConfigError("setting 'recency_half_life_days' must be positive")
     return settings

@@ -19,7 +19,7 @@ def client(tmp_path):
                       lang="de" if n < 2 else "en") for t, body in BODIES.items() for n in range(3)]
     corpus = write_jsonl(tmp_path / "c.jsonl", records)
     settings = load_settings(environ={}, profile="tfidf", index_dir=str(tmp_path / "index"), cache_dir=str(CACHE_DIR),
-                             duplicate_threshold=0.99)
+                             duplicate_threshold=0.99, max_request_bytes=4000, cors_origins="https://news.example")
     build_index([corpus], settings.index_dir, settings)
     return create_app(settings).test_client()
 
@@ -39,9 +39,12 @@ def test_filters_in_the_query_string(client):
 
 
 def test_related_by_text(client):
-    answer = client.post("/v1/related", json={"title": "Hochwasser in Passau", "body": "Die Donau steigt, Sandsäcke am Inn."})
+    draft = {"title": "Hochwasser in Passau", "body": "Die Donau steigt, Sandsäcke am Inn."}
+    answer = client.post("/v1/related", json=draft)
     assert answer.status_code == 200
-    assert answer.get_json()["items"][0]["id"].startswith("flut-")
+    assert answer.get_json()["items"][0]["id"].startswith("flut-") and answer.get_json()["article_id"] is None
+    english = client.post("/v1/related", json={**draft, "k": 2, "filters": {"lang": ["en"]}}).get_json()
+    assert len(english["items"]) == 2 and {i["lang"] for i in english["items"]} == {"en"}
 
 
 @pytest.mark.parametrize(
@@ -56,6 +59,11 @@ def test_related_by_text(client):
         ("post", "/v1/related", {"data": "title=x"}, 415, "unsupported_media_type"),
         ("post", "/v1/related", {"json": {"title": 3, "body": "x"}}, 422, "invalid_article"),
         ("post", "/v1/related", {"json": [1]}, 400, "bad_json"),
+        ("post", "/v1/related", {"json": {"title": "x", "body": "y", "k": 99}}, 400, "bad_parameter"),
+        ("post", "/v1/related", {"json": {"title": "x", "body": "y", "filters": {"colour": 1}}}, 400, "bad_parameter"),
+        ("post", "/v1/related", {"json": {"title": "x", "body": "y", "filters": {"max_age_days": -1}}}, 400,
+         "bad_parameter"),
+        ("post", "/v1/related", {"json": {"title": "x", "body": "y" * 5000}}, 413, "request_entity_too_large"),
     ],
 )
 def test_errors_are_json(client, method, url, kwargs, status, code):
@@ -66,3 +74,44 @@ def test_errors_are_json(client, method, url, kwargs, status, code):
 
 def test_healthz(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
+
+
+def test_etag_cache_control_and_304(client):
+    first = client.get("/v1/articles/flut-0/related")
+    assert first.headers["ETag"] and "max-age=60" in first.headers["Cache-Control"]
+    again = client.get("/v1/articles/flut-0/related", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304 and again.data == b""
+    other = client.get("/v1/articles/flut-0/related?k=1", headers={"If-None-Match": first.headers["ETag"]})
+    assert other.status_code == 200
+
+
+def test_cors_only_for_configured_origins(client):
+    allowed = client.get("/v1/articles/flut-0/related", headers={"Origin": "https://news.example"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "https://news.example"
+    other = client.get("/v1/articles/flut-0/related", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_readyz_and_metrics(client):
+    ready = client.get("/readyz").get_json()
+    assert ready["status"] == "ready" and ready["articles"] == 6 and ready["index_version"]
+    client.get("/v1/articles/flut-0/related")
+    client.get("/v1/articles/nope/related")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'recommender_requests_total{endpoint="/v1/articles/<article_id>/related",method="GET",status="200"} 1.0' in text
+    assert 'status="404"' in text and "recommender_request_seconds_bucket" in text
+    assert "recommender_index_articles 6.0" in text
+
+
+def test_openapi_describes_every_route(client):
+    spec = client.get("/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    app = client.application
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = rule.rule.replace("<", "{").replace(">", "}")
+        assert path in spec["paths"], path
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert method.lower() in spec["paths"][path], (path, method)
+    assert len(spec["paths"]) == len([r for r in app.url_map.iter_rules() if r.endpoint != "static"])

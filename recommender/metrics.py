@@ -1,0 +1,45 @@
+"""Prometheus metrics of the API: requests by endpoint and status, latency, index size and version."""
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess
+
+# Latency buckets around what a related-links request costs (milliseconds), up to slow raw-text queries.
+BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by recommender.server before this module is imported
+
+
+class Metrics:
+    """The app's own registry (no process-global state); under gunicorn the workers' values are merged
+    through prometheus_client's multiprocess directory, which `recommender serve` sets up."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("recommender_requests", "HTTP requests answered", ["endpoint", "method", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("recommender_request_seconds", "Time to answer a request", ["endpoint"],
+                                 buckets=BUCKETS, registry=self.registry)
+        self.index_articles = Gauge("recommender_index_articles", "Articles in the served index",
+                                    registry=self.registry, multiprocess_mode="livemax")
+        self.index_info = Gauge("recommender_index_info", "The served index snapshot (value 1)", ["version", "profile"],
+                                registry=self.registry, multiprocess_mode="livemax")
+
+    def set_index(self, version: str, profile: str, articles: int) -> None:
+        """Record which snapshot is served."""
+        self.index_articles.set(articles)
+        self.index_info.labels(version=version, profile=profile).set(1)
+
+    def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
+        """Count one answered request."""
+        self.requests.labels(endpoint=endpoint, method=method, status=str(status)).inc()
+        self.latency.labels(endpoint=endpoint).observe(seconds)
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        if os.environ.get(MULTIPROC_ENV):
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)
+            return generate_latest(merged), CONTENT_TYPE_LATEST
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

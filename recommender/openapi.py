@@ -1,0 +1,95 @@
+"""The OpenAPI 3 description of the HTTP API (served at /openapi.json; a test checks it covers every route)."""
+from __future__ import annotations
+
+from typing import Any
+
+from . import __version__
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {400: "bad parameter", 404: "unknown article", 413: "body too large", 415: "not JSON",
+            422: "invalid article", 503: "not ready"}
+    return {str(code): _json(ERROR, text[code]) for code in codes}
+
+
+FILTER_PARAMETERS = [
+    {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 50, "default": 5},
+     "description": "number of related stories (at most the max_k setting)"},
+    {"name": "lang", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}, "explode": True,
+     "description": "only stories in these languages (ISO 639 codes)"},
+    {"name": "section", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}, "explode": True,
+     "description": "only stories from these sections"},
+    {"name": "max_age_days", "in": "query", "schema": {"type": "number", "exclusiveMinimum": 0},
+     "description": "only stories at most this many days old"},
+    {"name": "exclude", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}, "explode": True,
+     "description": "never suggest these article ids"},
+]
+
+
+def openapi_spec() -> dict[str, Any]:
+    """The API description as a JSON-able dict."""
+    related = {"$ref": "#/components/schemas/Related"}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "recommender", "version": __version__,
+                 "description": "Related stories for news articles ('you might also like')."},
+        "paths": {
+            "/v1/articles/{article_id}/related": {
+                "get": {
+                    "summary": "Related stories of an indexed article (never the article itself)",
+                    "parameters": [{"name": "article_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                                   *FILTER_PARAMETERS],
+                    "responses": {"200": _json(related, "related stories; with ETag and Cache-Control"),
+                                  "304": {"description": "not modified (If-None-Match matched the ETag)"},
+                                  **_errors(400, 404)},
+                }
+            },
+            "/v1/related": {
+                "post": {
+                    "summary": "Related stories of an article that is not in the index (a draft)",
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/Draft"}}}},
+                    "responses": {"200": _json(related, "related stories"), **_errors(400, 413, 415, 422)},
+                }
+            },
+            "/healthz": {"get": {"summary": "The process is alive",
+                                 "responses": {"200": _json({"type": "object"}, "alive")}}},
+            "/readyz": {"get": {"summary": "An index is loaded and answers",
+                                "responses": {"200": _json({"type": "object"}, "ready"), **_errors(503)}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics",
+                                 "responses": {"200": {"description": "text exposition format",
+                                                       "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+            "/openapi.json": {"get": {"summary": "This description",
+                                      "responses": {"200": _json({"type": "object"}, "OpenAPI 3 document")}}},
+        },
+        "components": {"schemas": {
+            "Error": {"type": "object", "required": ["error", "message"],
+                      "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
+            "Item": {"type": "object", "required": ["id", "title", "teaser", "url", "published_at", "section", "lang", "score"],
+                     "properties": {"id": {"type": "string"}, "title": {"type": "string"},
+                                    "teaser": {"type": "string"}, "url": {"type": "string"},
+                                    "published_at": {"type": "string", "format": "date-time"},
+                                    "section": {"type": "string"}, "lang": {"type": "string"},
+                                    "score": {"type": "number"}}},
+            "Related": {"type": "object", "required": ["article_id", "items", "index_version"],
+                        "properties": {"article_id": {"type": "string", "nullable": True},
+                                       "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}},
+                                       "index_version": {"type": "string"}}},
+            "Draft": {"type": "object", "required": ["title", "body"],
+                      "properties": {
+                          "title": {"type": "string"}, "body": {"type": "string"},
+                          "teaser": {"type": "string"},
+                          "k": {"type": "integer", "minimum": 1, "maximum": 50},
+                          "filters": {"type": "object", "properties": {
+                              "lang": {"type": "array", "items": {"type": "string"}},
+                              "section": {"type": "array", "items": {"type": "string"}},
+                              "max_age_days": {"type": "number", "exclusiveMinimum": 0},
+                              "exclude": {"type": "array", "items": {"type": "string"}}}}}},
+        }},
+    }

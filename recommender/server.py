@@ -1,0 +1,59 @@
+"""Serving the API with gunicorn: the index is loaded once before the workers fork, so they share its pages."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from .config import Settings
+
+# prometheus_client picks its storage when first imported: the variable must be set before that, so this
+# module does not import the metrics module at its top.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def serve(settings: Settings, announce: Any = print) -> None:
+    """Run gunicorn with settings.workers sync workers on settings.host:settings.port until stopped."""
+    from gunicorn.app.base import BaseApplication
+
+    metrics_dir = tempfile.mkdtemp(prefix="recommender-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir  # read by prometheus_client in every worker
+    try:
+        from .service import create_app
+
+        app = create_app(settings)
+        engine = app.config["RECOMMENDER"]
+
+        def child_exit(server: Any, worker: Any) -> None:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(worker.pid)
+
+        class Gunicorn(BaseApplication):
+            def load_config(self) -> None:
+                options = {
+                    "bind": f"{settings.host}:{settings.port}",
+                    "workers": settings.workers,
+                    "preload_app": True,
+                    "child_exit": child_exit,
+                    "accesslog": None,
+                    "errorlog": "-",
+                    "loglevel": "warning",
+                }
+                for key, value in options.items():
+                    self.cfg.set(key, value)
+
+            def load(self) -> Any:
+                return app
+
+        base = f"http://{settings.host}:{settings.port}"
+        sample = engine.snapshot.articles[0]["id"] if len(engine.snapshot) else "ARTICLE_ID"
+        announce(f"serving {len(engine.snapshot)} articles (index {engine.snapshot.version}) with "
+                 f"{settings.workers} workers on {base}")
+        announce(f"  related links: {base}/v1/articles/{sample}/related")
+        announce(f"  API description: {base}/openapi.json   health: {base}/healthz   metrics: {base}/metrics")
+        Gunicorn().run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        os.environ.pop(MULTIPROC_ENV, None)
