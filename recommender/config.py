@@ -34,6 +34,7 @@ class Settings:
     threads: int = _setting(2, "CPU threads for each encoder (match the machine's cores).")
     batch_size: int = _setting(32, "Articles embedded per batch.")
     keep_snapshots: int = _setting(3, "Published index snapshots kept on disk (the newest is served).")
+    state_dir: str = _setting("data/state", "Editors' decisions (SQLite), kept apart from index snapshots; empty disables them.")
     sentence_transformer_model: str = _setting(
         "", "sentence-transformers model name or local path for the `minilm` signal; empty = the bundled all-MiniLM-L6-v2."
     )

@@ -1,10 +1,11 @@
 """The recommender as one object: a loaded snapshot, its profile and the encoders for raw-text queries."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .config import Settings
+from .editorial import EditorialStore, Rules
 from .embedcache import EmbeddingCache
 from .index import Snapshot, load_snapshot, profile_fingerprint
 from .profiles import Profile, get_profile
@@ -43,15 +44,24 @@ class Recommender:
     snapshot: Snapshot
     profile: Profile
     encoder: SignalEncoder
+    editorial: EditorialStore | None = None
+    _rules: Rules = field(default_factory=Rules)
 
     @classmethod
     def open(cls, settings: Settings, index_dir: str | Path | None = None) -> "Recommender":
-        """Load the index (verified, and refused if built with another configuration)."""
+        """Load the index (verified, and refused if built with another configuration) and the editors' store."""
         profile = get_profile(settings.profile)
         encoder = signal_encoder(settings, profile, with_cache=False)
         expected = profile_fingerprint(profile, encoder.identities())
         snapshot = load_snapshot(index_dir or settings.index_dir, expected=expected)
-        return cls(settings, snapshot, profile, encoder)
+        editorial = EditorialStore(Path(settings.state_dir) / "editorial.sqlite") if settings.state_dir else None
+        return cls(settings, snapshot, profile, encoder, editorial)
+
+    def rules(self) -> Rules:
+        """The editors' current decisions; re-read only when another process or request changed them."""
+        if self.editorial is not None and self.editorial.version() != self._rules.version:
+            self._rules = self.editorial.rules()  # a new object, swapped in whole
+        return self._rules
 
     def options(self, k: int | None = None) -> RankOptions:
         """Ranking options from the settings, with k if given."""
@@ -65,12 +75,16 @@ class Recommender:
     def related(self, article_id: str, k: int | None = None, filters: Filters = Filters()) -> Related:
         """Related stories of an indexed article (never the article itself or a version of it)."""
         row = self.snapshot.row_of.get(article_id)
-        if row is None:
+        rules = self.rules()
+        if row is None or article_id in rules.taken_down:
             raise UnknownArticle(article_id)
         query = query_from_row(self.snapshot, row)
-        return rank(self.snapshot, self.profile, query, filters, self.options(k), self_row=row)
+        filters = replace(filters, exclude_ids=(*filters.exclude_ids, *sorted(rules.hidden_for(article_id))))
+        return rank(self.snapshot, self.profile, query, filters, self.options(k), self_row=row,
+                    pins=rules.pins.get(article_id, ()))
 
     def related_to_text(self, text: RawText, k: int | None = None, filters: Filters = Filters()) -> Related:
         """Related stories of an article that is not in the index (title + body of a draft)."""
         query = self.encoder.embed_query(text, self.snapshot.sparse_models)
+        filters = replace(filters, exclude_ids=(*filters.exclude_ids, *sorted(self.rules().hidden_for(None))))
         return rank(self.snapshot, self.profile, query, filters, self.options(k))

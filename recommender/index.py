@@ -88,8 +88,14 @@ class Snapshot:
     published_at: np.ndarray
     row_of: dict[str, int] = field(default_factory=dict)
 
+    langs: np.ndarray = field(init=False)
+    sections: np.ndarray = field(init=False)
+
     def __post_init__(self) -> None:
         self.row_of = {a["id"]: i for i, a in enumerate(self.articles)}
+        # Columns for filters, so a request compares arrays instead of walking dicts.
+        self.langs = np.array([a["lang"] for a in self.articles], dtype=object)
+        self.sections = np.array([a["section"].casefold() for a in self.articles], dtype=object)
 
     def __len__(self) -> int:
         return len(self.articles)

@@ -13,11 +13,13 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    text = {400: "bad parameter", 404: "unknown article", 413: "body too large", 415: "not JSON",
-            422: "invalid article", 503: "not ready"}
+    text = {400: "bad parameter", 401: "no bearer token", 403: "wrong token, or writes disabled",
+            404: "unknown article", 413: "body too large", 415: "not JSON", 422: "invalid article or override",
+            503: "not ready"}
     return {str(code): _json(ERROR, text[code]) for code in codes}
 
 
+ARTICLE_ID = {"name": "article_id", "in": "path", "required": True, "schema": {"type": "string"}}
 FILTER_PARAMETERS = [
     {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 50, "default": 5},
      "description": "number of related stories (at most the max_k setting)"},
@@ -58,6 +60,44 @@ def openapi_spec() -> dict[str, Any]:
                     "responses": {"200": _json(related, "related stories"), **_errors(400, 413, 415, 422)},
                 }
             },
+            "/v1/articles/{article_id}/overrides": {
+                method: {
+                    "summary": summary,
+                    "security": [{"bearer": []}],
+                    "parameters": [ARTICLE_ID],
+                    **({"requestBody": {"required": True, "content": {"application/json": {"schema": body}}}}
+                       if body else {}),
+                    "responses": {"200": _json({"$ref": "#/components/schemas/Overrides"}, "the article's decisions"),
+                                  **_errors(*codes)},
+                }
+                for method, summary, body, codes in (
+                    ("get", "The editors' pins and blocks for this article's list, with their audit trail", None,
+                     (401, 403, 404)),
+                    ("put", "Pin a story at a position, block it from this list, or block it everywhere",
+                     {"$ref": "#/components/schemas/Override"}, (400, 401, 403, 404, 415, 422)),
+                    ("delete", "Undo a pin or block", {"$ref": "#/components/schemas/Override"},
+                     (400, 401, 403, 404, 415, 422)),
+                )
+            },
+            "/v1/articles/{article_id}": {
+                "delete": {
+                    "summary": "Take an article down: from the next request on it appears in no list",
+                    "security": [{"bearer": []}],
+                    "parameters": [ARTICLE_ID],
+                    "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                        "type": "object", "properties": {"who": {"type": "string"}, "why": {"type": "string"}}}}}},
+                    "responses": {"200": _json({"type": "object"}, "taken down"), **_errors(400, 401, 403, 415)},
+                }
+            },
+            "/v1/audit": {
+                "get": {
+                    "summary": "Who changed what and why, newest first",
+                    "security": [{"bearer": []}],
+                    "parameters": [{"name": "limit", "in": "query",
+                                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+                    "responses": {"200": _json({"type": "object"}, "audit entries"), **_errors(400, 401, 403)},
+                }
+            },
             "/healthz": {"get": {"summary": "The process is alive",
                                  "responses": {"200": _json({"type": "object"}, "alive")}}},
             "/readyz": {"get": {"summary": "An index is loaded and answers",
@@ -68,7 +108,14 @@ def openapi_spec() -> dict[str, Any]:
             "/openapi.json": {"get": {"summary": "This description",
                                       "responses": {"200": _json({"type": "object"}, "OpenAPI 3 document")}}},
         },
-        "components": {"schemas": {
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": {
+            "Override": {"type": "object", "required": ["action", "target"], "properties": {
+                "action": {"type": "string", "enum": ["pin", "block", "block_everywhere"]},
+                "target": {"type": "string"}, "position": {"type": "integer", "minimum": 1},
+                "who": {"type": "string"}, "why": {"type": "string"}}},
+            "Overrides": {"type": "object", "properties": {
+                "article_id": {"type": "string"}, "overrides": {"type": "array", "items": {"type": "object"}},
+                "audit": {"type": "array", "items": {"type": "object"}}}},
             "Error": {"type": "object", "required": ["error", "message"],
                       "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
             "Item": {"type": "object", "required": ["id", "title", "teaser", "url", "published_at", "section", "lang", "score"],

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Iterable, Sequence
 
 import numpy as np
 from scipy import sparse
@@ -58,6 +59,7 @@ class Suggestion:
     freshness: float
     signals: dict[str, float]
     hidden_versions: tuple[str, ...] = ()
+    pinned: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,18 +84,32 @@ def query_from_row(snapshot: Snapshot, row: int) -> QueryVectors:
     )
 
 
-def signal_similarities(snapshot: Snapshot, query: QueryVectors) -> dict[str, np.ndarray]:
-    """Cosine similarity of the query with every article, per signal: name -> (n_articles,) float32."""
-    sims = {name: np.asarray(vectors @ query.dense[name], dtype=np.float32) for name, vectors in snapshot.dense.items()}
-    for name, matrix in snapshot.sparse.items():
-        sims[name] = np.asarray((matrix @ query.sparse[name].T).toarray().ravel(), dtype=np.float32)
+def signal_similarities(
+    snapshot: Snapshot, query: QueryVectors, names: Iterable[str] | None = None, rows: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Cosine similarity of the query with the articles (all, or those in rows), per signal (all, or those in
+    names): name -> (n,) float32. A full scan reads every vector, so callers ask only for what they weigh."""
+    sims: dict[str, np.ndarray] = {}
+    for name in snapshot.dense.keys() | snapshot.sparse.keys() if names is None else names:
+        if name in snapshot.dense:
+            vectors = snapshot.dense[name] if rows is None else snapshot.dense[name][rows]
+            sims[name] = np.asarray(vectors @ query.dense[name], dtype=np.float32)
+        else:
+            matrix = snapshot.sparse[name] if rows is None else snapshot.sparse[name][rows]
+            # A dense query vector makes this one pass over the matrix's non-zeros.
+            sims[name] = np.asarray(matrix @ query.sparse[name].toarray().ravel(), dtype=np.float32)
     return sims
 
 
+def weighted_signals(profile: Profile) -> list[str]:
+    """Names of the signals that count in the fused score."""
+    return [s.name for s in profile.signals if s.weight]
+
+
 def fuse(profile: Profile, sims: dict[str, np.ndarray]) -> np.ndarray:
-    """Weighted mean of the profile's signal similarities."""
+    """Weighted mean of the profile's signal similarities (only weighted signals need to be present)."""
     total = sum(s.weight for s in profile.signals)
-    fused = np.zeros_like(next(iter(sims.values())))
+    fused = np.zeros_like(sims[weighted_signals(profile)[0]])
     for signal in profile.signals:
         if signal.weight:
             fused += (signal.weight / total) * sims[signal.name]
@@ -115,11 +131,9 @@ def _allowed(snapshot: Snapshot, filters: Filters, now: datetime, removed: dict[
         mask[:] &= keep
 
     if filters.langs:
-        langs = set(filters.langs)
-        apply("lang", np.array([a["lang"] in langs for a in snapshot.articles]))
+        apply("lang", np.isin(snapshot.langs, list(filters.langs)))
     if filters.sections:
-        wanted = {s.casefold() for s in filters.sections}
-        apply("section", np.array([a["section"].casefold() in wanted for a in snapshot.articles]))
+        apply("section", np.isin(snapshot.sections, [s.casefold() for s in filters.sections]))
     if filters.max_age_days is not None:
         oldest = now.timestamp() - filters.max_age_days * SECONDS_PER_DAY
         apply("max_age", snapshot.published_at >= oldest)
@@ -140,31 +154,66 @@ def rank(
     filters: Filters = Filters(),
     options: RankOptions = RankOptions(),
     self_row: int | None = None,
+    pins: Sequence[tuple[int, str]] = (),
 ) -> Related:
     """The top options.k related articles for a query; never the query article itself (self_row) nor any
-    version of it, and never two versions of one text: near-duplicates collapse to their newest member."""
+    version of it, and never two versions of one text: near-duplicates collapse to their newest member.
+
+    pins : (1-based position, article id) an editor fixed in this list; pinned articles skip the filters
+    (the editor chose them) but not exclude_ids, which carries blocks and takedowns.
+    """
     now = options.now or datetime.now(timezone.utc)
     removed: dict[str, int] = {}
     n = len(snapshot)
     if n == 0:
         return Related([], 0, removed)
-    sims = signal_similarities(snapshot, query)
+    sims = signal_similarities(snapshot, query, weighted_signals(profile))
     similarity = fuse(profile, sims)
     fresh = freshness(snapshot.published_at, now, options.half_life_days)
     final = (1.0 - options.recency_weight) * similarity + options.recency_weight * fresh
     mask = _allowed(snapshot, filters, now, removed)
-    versions_of_query = sims["tfidf"] >= options.duplicate_threshold
+    excluded = set(filters.exclude_ids)
+    pinned_rows = [(position, snapshot.row_of[i]) for position, i in sorted(pins)
+                   if i in snapshot.row_of and i not in excluded and snapshot.row_of[i] != self_row]
+    for _position, row in pinned_rows:
+        mask[row] = False  # placed by hand below, never twice
     if self_row is not None:
-        versions_of_query[self_row] = True
-    removed["self_and_versions"] = int(np.count_nonzero(mask & versions_of_query))
-    mask &= ~versions_of_query
+        removed["self_and_versions"] = int(mask[self_row])
+        mask[self_row] = False
     candidates = np.flatnonzero(mask)
+    suggestions = _collapsed(snapshot, query, candidates, final, similarity, fresh, sims, options, removed)
+    for position, row in pinned_rows:
+        pinned = Suggestion(snapshot.articles[row]["id"], row, float(final[row]), float(similarity[row]),
+                            float(fresh[row]), {name: float(values[row]) for name, values in sims.items()},
+                            pinned=True)
+        suggestions.insert(min(max(position, 1), len(suggestions) + 1) - 1, pinned)
+    suggestions = suggestions[: options.k]
+    return Related(suggestions, int(candidates.size), removed)
+
+
+def _collapsed(
+    snapshot: Snapshot,
+    query: QueryVectors,
+    candidates: np.ndarray,
+    final: np.ndarray,
+    similarity: np.ndarray,
+    fresh: np.ndarray,
+    sims: dict[str, np.ndarray],
+    options: RankOptions,
+    removed: dict[str, int],
+) -> list[Suggestion]:
+    """The best candidates as suggestions, versions of the query dropped and versions of one text merged."""
     if candidates.size == 0:
-        return Related([], 0, removed)
-    # Collapsing needs a few more candidates than k: each group of versions eats several places.
+        return []
+    # Collapsing needs more candidates than k: versions of one text, and of the query itself, eat places.
+    # Versions are near-identical texts, so they rank next to each other and inside this pool.
     pool = min(candidates.size, options.k * 4 + 20)
     top = candidates[np.argpartition(-final[candidates], pool - 1)[:pool]]
     top = top[np.lexsort((top, -final[top]))]
+    lexical = signal_similarities(snapshot, query, ["tfidf"], rows=top)["tfidf"]
+    versions_of_query = lexical >= options.duplicate_threshold
+    removed["self_and_versions"] = removed.get("self_and_versions", 0) + int(np.count_nonzero(versions_of_query))
+    top, lexical = top[~versions_of_query], lexical[~versions_of_query]
     groups = _group_versions(snapshot.tfidf[top], options.duplicate_threshold)
     suggestions: list[Suggestion] = []
     for members in groups[: options.k]:
@@ -178,12 +227,13 @@ def rank(
                 score=float(final[best]),
                 similarity=float(similarity[best]),
                 freshness=float(fresh[shown]),
-                signals={name: float(values[best]) for name, values in sims.items()},
+                signals={**{name: float(values[best]) for name, values in sims.items()},
+                         "tfidf": float(lexical[members[0]])},
                 hidden_versions=tuple(snapshot.articles[int(r)]["id"] for r in rows if int(r) != shown),
             )
         )
     removed["duplicate_versions"] = sum(len(s.hidden_versions) for s in suggestions)
-    return Related(suggestions, int(candidates.size), removed)
+    return suggestions
 
 
 def _group_versions(tfidf_rows: sparse.csr_matrix, threshold: float) -> list[list[int]]:

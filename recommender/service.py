@@ -1,8 +1,11 @@
 """The HTTP service (Flask): related links by article id or by the text of a draft, errors always as JSON."""
 from __future__ import annotations
 
+import hmac
+import os
 import time
-from typing import Any, Mapping
+from functools import wraps
+from typing import Any, Callable, Mapping
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -19,9 +22,9 @@ from .signals import RawText
 class ApiError(Exception):
     """An error answered as {"error": code, "message": text} with an HTTP status."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
 
 def _bad(message: str) -> ApiError:
@@ -80,9 +83,34 @@ def _json_filters(data: Mapping[str, Any]) -> Filters:
     return _filters(filters.get("lang"), filters.get("section"), filters.get("max_age_days"), filters.get("exclude"))
 
 
-def create_app(settings: Settings | None = None, engine: Recommender | None = None) -> Flask:
-    """The Flask app serving one loaded index; settings default to the file/environment configuration."""
+TOKEN_ENV = "RECOMMENDER_API_TOKEN"
+
+
+def _text(data: Mapping[str, Any], name: str, default: str, limit: int = 500) -> str:
+    value = data.get(name, default)
+    if not isinstance(value, str) or len(value) > limit:
+        raise ApiError(422, "invalid_override", f"'{name}' must be a string of at most {limit} characters")
+    return value.strip() or default
+
+
+def _json_object() -> dict[str, Any]:
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "send JSON (Content-Type: application/json)")
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_json", "the body must be a JSON object")
+    return data
+
+
+def create_app(settings: Settings | None = None, engine: Recommender | None = None,
+               api_token: str | None = None) -> Flask:
+    """The Flask app serving one loaded index; settings default to the file/environment configuration.
+
+    api_token : the bearer token of the write endpoints (default: RECOMMENDER_API_TOKEN); without one they
+    are disabled, never open.
+    """
     settings = settings or load_settings()
+    token = api_token if api_token is not None else os.environ.get(TOKEN_ENV, "")
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.config["RECOMMENDER"] = engine or Recommender.open(settings)
@@ -110,7 +138,7 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
 
     @app.errorhandler(ApiError)
     def api_error(error: ApiError) -> Any:
-        return jsonify(error=error.code, message=error.message), error.status
+        return jsonify(error=error.code, message=error.message), error.status, error.headers
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Any:
@@ -126,6 +154,90 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
     def unexpected(error: Exception) -> Any:
         app.logger.exception("unexpected error")
         return jsonify(error="internal_error", message="the server failed to answer this request"), 500
+
+    def editor_only(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if not token:
+                raise ApiError(403, "writes_disabled", f"write endpoints are disabled: set {TOKEN_ENV} on the server")
+            header = request.headers.get("Authorization", "")
+            if not header.startswith("Bearer "):
+                raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <token>'",
+                               {"WWW-Authenticate": 'Bearer realm="recommender"'})
+            # Constant-time comparison: response time must not reveal how much of a guess was right.
+            if not hmac.compare_digest(header[len("Bearer "):].encode(), token.encode()):
+                raise ApiError(403, "forbidden", "the token is not valid")
+            if current().editorial is None:
+                raise ApiError(503, "editorial_disabled", "no state_dir is configured for editors' decisions")
+            return view(*args, **kwargs)
+
+        return guarded
+
+    def overrides_json(article_id: str) -> dict[str, Any]:
+        store = current().editorial
+        return {"article_id": article_id, "overrides": store.overrides_for(article_id),
+                "audit": store.audit(limit=50, article_id=article_id)}
+
+    def known(article_id: str, status: int = 404) -> None:
+        engine = current()
+        if article_id not in engine.snapshot.row_of or article_id in engine.rules().taken_down:
+            raise ApiError(status, "unknown_article", f"unknown article id {article_id!r}: it is not in the index")
+
+    @app.get("/v1/articles/<article_id>/overrides")
+    @editor_only
+    def get_overrides(article_id: str) -> Any:
+        known(article_id)
+        return jsonify(overrides_json(article_id))
+
+    @app.put("/v1/articles/<article_id>/overrides")
+    @editor_only
+    def put_override(article_id: str) -> Any:
+        known(article_id)
+        data = _json_object()
+        action, target = data.get("action"), data.get("target")
+        if action not in ("pin", "block", "block_everywhere"):
+            raise ApiError(422, "invalid_override", "'action' must be 'pin', 'block' or 'block_everywhere'")
+        if not isinstance(target, str):
+            raise ApiError(422, "invalid_override", "'target' must be an article id")
+        known(target, status=422)
+        if target == article_id:
+            raise ApiError(422, "invalid_override", "an article cannot be pinned to or blocked from its own list")
+        position = data.get("position")
+        if action == "pin" and (not isinstance(position, int) or isinstance(position, bool)
+                                or not 1 <= position <= settings.max_k):
+            raise ApiError(422, "invalid_override", f"a pin needs 'position' between 1 and {settings.max_k}")
+        current().editorial.set_override(article_id, action, target, _text(data, "who", "api", 100),
+                                         _text(data, "why", ""), position if action == "pin" else None)
+        return jsonify(overrides_json(article_id))
+
+    @app.delete("/v1/articles/<article_id>/overrides")
+    @editor_only
+    def delete_override(article_id: str) -> Any:
+        data = _json_object()
+        action, target = data.get("action"), data.get("target")
+        if action not in ("pin", "block", "block_everywhere") or not isinstance(target, str):
+            raise ApiError(422, "invalid_override", "give 'action' (pin, block, block_everywhere) and 'target'")
+        removed = current().editorial.remove_override(article_id, action, target, _text(data, "who", "api", 100),
+                                                      _text(data, "why", ""))
+        if not removed:
+            raise ApiError(404, "unknown_override", f"no {action} of {target!r} for {article_id!r}")
+        return jsonify(overrides_json(article_id))
+
+    @app.delete("/v1/articles/<article_id>")
+    @editor_only
+    def take_down(article_id: str) -> Any:
+        data = _json_object() if request.content_length else {}
+        engine = current()
+        engine.editorial.take_down(article_id, _text(data, "who", "api", 100), _text(data, "why", ""))
+        return jsonify(article_id=article_id, taken_down=True, in_index=article_id in engine.snapshot.row_of)
+
+    @app.get("/v1/audit")
+    @editor_only
+    def audit() -> Any:
+        raw = request.args.get("limit", "100")
+        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+            raise _bad("limit must be an integer between 1 and 1000")
+        return jsonify(entries=current().editorial.audit(limit=int(raw)))
 
     @app.get("/healthz")
     def healthz() -> Any:

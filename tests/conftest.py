@@ -47,7 +47,8 @@ def record(article_id: str, **changes) -> dict:
 @pytest.fixture
 def settings(tmp_path):
     """Settings pointing at a temporary index, with the repository's embedding cache."""
-    return load_settings(environ={}, index_dir=str(tmp_path / "index"), cache_dir=str(CACHE_DIR))
+    return load_settings(environ={}, index_dir=str(tmp_path / "index"), cache_dir=str(CACHE_DIR),
+                         state_dir=str(tmp_path / "state"))
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +57,8 @@ def corpus_index(tmp_path_factory):
     from recommender.jobs import build_index
 
     index_dir = tmp_path_factory.mktemp("corpus-index") / "index"
-    settings = load_settings(environ={}, index_dir=str(index_dir), cache_dir=str(CACHE_DIR))
+    settings = load_settings(environ={}, index_dir=str(index_dir), cache_dir=str(CACHE_DIR),
+                             state_dir=str(index_dir.parent / "state"))
     build_index([CORPUS], index_dir, settings)
     return settings, index_dir
 

@@ -33,6 +33,7 @@ def corpus(tmp_path):
 def env(tmp_path, monkeypatch):
     monkeypatch.setenv("RECOMMENDER_PROFILE", "tfidf")
     monkeypatch.setenv("RECOMMENDER_CACHE_DIR", str(CACHE_DIR))
+    monkeypatch.setenv("RECOMMENDER_STATE_DIR", str(tmp_path / "state"))
     return tmp_path / "index"
 
 

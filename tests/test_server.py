@@ -32,7 +32,8 @@ def server(tmp_path):
     settings = load_settings(environ={}, profile="tfidf", index_dir=str(tmp_path / "index"), cache_dir="")
     build_index([corpus], settings.index_dir, settings)
     port = free_port()
-    env = {**os.environ, "RECOMMENDER_PROFILE": "tfidf", "RECOMMENDER_CACHE_DIR": ""}
+    env = {**os.environ, "RECOMMENDER_PROFILE": "tfidf", "RECOMMENDER_CACHE_DIR": "",
+           "RECOMMENDER_STATE_DIR": str(tmp_path / "state")}
     process = subprocess.Popen(
         [sys.executable, "-m", "recommender", "serve", "--index", settings.index_dir, "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,

@@ -1,0 +1,115 @@
+"""Requests per second and p50/p99 latency of the related endpoint over loopback, measured with wrk.
+
+    .venv/bin/python bench/http_load.py --index data/index [--index /tmp/synthetic-100k] [--seconds 10]
+
+For each index: start `recommender serve` (gunicorn, 2 workers) on a free loopback port, then run wrk
+(Debian package `wrk`) against /healthz (the harness's ceiling), the related endpoint with random article
+ids, and the same with filters. Every run is bounded by --seconds and stops by itself; only 127.0.0.1 is
+contacted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from recommender.index import load_snapshot  # noqa: E402
+
+LUA = """
+local ids = {%s}
+math.randomseed(%d)
+request = function()
+  local id = ids[math.random(#ids)]
+  return wrk.format("GET", "/v1/articles/" .. id .. "/related%s")
+end
+"""
+UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(base: str, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(base + "/readyz", timeout=2).read()
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"server at {base} did not become ready")
+
+
+def run_wrk(url: str, seconds: int, connections: int, script: str | None = None) -> dict[str, float]:
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
+    if script:
+        command += ["-s", script]
+    output = subprocess.run(command + [url], capture_output=True, text=True, timeout=seconds + 30).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    latency = {p: float(v) * UNIT[u]
+               for p, v, u in re.findall(r"^\s+(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)}
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {"requests_per_s": rate, "p50_ms": latency["50"], "p99_ms": latency["99"],
+            "non_2xx": int(errors.group(1)) if errors else 0}
+
+
+def measure(index: str, seconds: int, connections: int, env: dict[str, str]) -> dict[str, dict[str, float]]:
+    snapshot = load_snapshot(index, verify=False)
+    ids = [a["id"] for a in snapshot.articles[:: max(1, len(snapshot) // 2000)]]
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen([sys.executable, "-m", "recommender", "serve", "--index", index, "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    results = {}
+    try:
+        wait_ready(base)
+        results["healthz"] = run_wrk(base + "/healthz", seconds, connections)
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, query in (("related", ""), ("related+filters", "?lang=de&max_age_days=365&k=5")):
+                script = Path(tmp) / f"{name}.lua"
+                script.write_text(LUA % (",".join(json.dumps(i) for i in ids), 7, query))
+                results[name] = run_wrk(base + "/", seconds, connections, str(script))
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    results["articles"] = {"n": len(snapshot)}
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", action="append", required=True, help="index directory (repeatable)")
+    parser.add_argument("--profile", default="default", help="profile the indexes were built with")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install wrk")
+    env = {**os.environ, "RECOMMENDER_PROFILE": args.profile}
+    for index in args.index:
+        results = measure(index, args.seconds, args.connections, env)
+        print(f"{index}: {results.pop('articles')['n']} articles, {args.connections} connections, {args.seconds}s each")
+        ceiling = results["healthz"]["requests_per_s"]
+        for name, r in results.items():
+            print(f"  {name:<16} {r['requests_per_s']:8.0f} req/s ({r['requests_per_s'] / ceiling:5.1%} of /healthz)"
+                  f"  p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  non-2xx {r['non_2xx']}")
+
+
+if __name__ == "__main__":
+    main()
