@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 INDEX ?= data/index
 
-.PHONY: run test test-slow index serve clean
+.PHONY: run test test-slow index serve clean browser
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,16 @@ serve: $(STAMP)
 
 run: index serve
 
-test: $(STAMP)
+# The editors' page is tested in Debian's Chromium; installed here when missing and we are root on Debian.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium and chromium-driver for the browser test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	  || echo "note: could not install chromium; the browser test will be skipped"; \
+	else echo "note: no chromium/chromedriver and not root: the browser test will be skipped (apt-get install chromium chromium-driver)"; fi
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 	if [ -n "$$CI" ]; then $(MAKE) test-slow; fi
 

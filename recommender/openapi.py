@@ -89,6 +89,28 @@ def openapi_spec() -> dict[str, Any]:
                     "responses": {"200": _json({"type": "object"}, "taken down"), **_errors(400, 401, 403, 415)},
                 }
             },
+            "/v1/articles": {
+                "get": {
+                    "summary": "Find articles by id or title words (for the editors' page)",
+                    "security": [{"bearer": []}],
+                    "parameters": [{"name": "q", "in": "query", "required": True, "schema": {"type": "string"}}],
+                    "responses": {"200": _json({"type": "object"}, "up to 20 matching articles, newest first"),
+                                  **_errors(400, 401, 403)},
+                }
+            },
+            "/v1/articles/{article_id}/explain": {
+                "get": {
+                    "summary": "The related list as readers see it, with the reasons for every item",
+                    "security": [{"bearer": []}],
+                    "parameters": [ARTICLE_ID, *FILTER_PARAMETERS],
+                    "responses": {"200": _json({"type": "object"}, "items with score parts, shared terms and names, "
+                                                                   "age, pins; filter and override effects"),
+                                  **_errors(400, 401, 403, 404)},
+                }
+            },
+            "/editor": {"get": {"summary": "The editors' page (HTML; asks for the token once)",
+                                "responses": {"200": {"description": "HTML page",
+                                                      "content": {"text/html": {"schema": {"type": "string"}}}}}}},
             "/v1/audit": {
                 "get": {
                     "summary": "Who changed what and why, newest first",

@@ -9,12 +9,10 @@ from .ranking import Related
 
 def related_json(engine: Recommender, article_id: str | None, related: Related) -> dict[str, Any]:
     """The JSON shape of a related list (shared by the CLI and the API)."""
-    items = []
-    for suggestion in related.suggestions:
-        meta = engine.snapshot.articles[suggestion.row]
-        items.append({
-            "id": meta["id"], "title": meta["title"], "teaser": meta["teaser"], "url": meta["url"],
-            "published_at": meta["published_at"], "section": meta["section"], "lang": meta["lang"],
-            "score": round(suggestion.score, 4),
-        })
+    items = [{**item_json(engine.snapshot.articles[s.row]), "score": round(s.score, 4)} for s in related.suggestions]
     return {"article_id": article_id, "items": items, "index_version": engine.snapshot.version}
+
+
+def item_json(meta: dict[str, Any]) -> dict[str, Any]:
+    """What a reader's page shows of one story (from a snapshot's metadata)."""
+    return {key: meta[key] for key in ("id", "title", "teaser", "url", "published_at", "section", "lang")}

@@ -7,14 +7,15 @@ import time
 from functools import wraps
 from typing import Any, Callable, Mapping
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from .config import Settings, load_settings
 from .engine import Recommender, UnknownArticle
+from .explain import explain
 from .metrics import Metrics
 from .openapi import openapi_spec
-from .payloads import related_json
+from .payloads import item_json, related_json
 from .ranking import Filters
 from .signals import RawText
 
@@ -230,6 +231,40 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
         engine = current()
         engine.editorial.take_down(article_id, _text(data, "who", "api", 100), _text(data, "why", ""))
         return jsonify(article_id=article_id, taken_down=True, in_index=article_id in engine.snapshot.row_of)
+
+    @app.get("/v1/articles")
+    @editor_only
+    def search_articles() -> Any:
+        words = request.args.get("q", "").casefold().split()
+        if not words:
+            raise _bad("give q: an article id or words of its title")
+        snapshot, hidden = current().snapshot, current().rules().taken_down
+        exact = snapshot.row_of.get(request.args.get("q", "").strip())
+        rows = [exact] if exact is not None else [
+            row for row, meta in enumerate(snapshot.articles)
+            if all(word in meta["title"].casefold() for word in words)
+        ]
+        rows = sorted((r for r in rows if snapshot.articles[r]["id"] not in hidden),
+                      key=lambda r: -int(snapshot.published_at[r]))[:20]
+        return jsonify(articles=[item_json(snapshot.articles[r]) for r in rows])
+
+    @app.get("/v1/articles/<article_id>/explain")
+    @editor_only
+    def explain_related(article_id: str) -> Any:
+        engine = current()
+        known(article_id)
+        related = engine.related(article_id, _k(request.args.get("k"), settings), _query_filters())
+        row = engine.snapshot.row_of[article_id]
+        reasons = explain(engine.snapshot, engine.profile, row, related, settings.recency_weight)
+        items = [{**item_json(engine.snapshot.articles[s.row]), **reason}
+                 for s, reason in zip(related.suggestions, reasons)]
+        return jsonify(article=item_json(engine.snapshot.articles[row]), items=items, removed=related.removed,
+                       considered=related.considered, overrides=engine.editorial.overrides_for(article_id),
+                       index_version=engine.snapshot.version, profile=engine.profile.name)
+
+    @app.get("/editor")
+    def editor_page() -> Any:
+        return render_template("editor.html", default_k=settings.default_k, max_k=settings.max_k)
 
     @app.get("/v1/audit")
     @editor_only

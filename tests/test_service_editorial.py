@@ -128,3 +128,29 @@ def test_overrides_list_and_not_json(client):
     assert listing["audit"][0]["change"] == "block"
     answer = client.put("/v1/articles/flut-0/overrides", headers=AUTH, data="action=block")
     assert answer.status_code == 415
+
+
+def test_search_and_explain_for_the_editors_page(client):
+    assert client.get("/v1/articles?q=flut").status_code == 401
+    found = client.get("/v1/articles?q=WAHL 2", headers=AUTH).get_json()["articles"]
+    assert [a["id"] for a in found] == ["wahl-2"]
+    assert client.get("/v1/articles?q=flut-3", headers=AUTH).get_json()["articles"][0]["id"] == "flut-3"
+    assert client.get("/v1/articles?q=", headers=AUTH).status_code == 400
+    client.put("/v1/articles/flut-0/overrides", headers=AUTH, json={"action": "pin", "target": "wahl-3", "position": 1})
+    client.put("/v1/articles/flut-0/overrides", headers=AUTH, json={"action": "block", "target": "flut-2"})
+    data = client.get("/v1/articles/flut-0/explain?k=4", headers=AUTH).get_json()
+    assert data["article"]["id"] == "flut-0" and len(data["items"]) == 4
+    first, second = data["items"][0], data["items"][1]
+    assert first["id"] == "wahl-3" and first["pinned"] and first["position"] == 1
+    assert second["id"].startswith("flut-") and "flut" in second["shared_terms"] and len(second["shared_terms"]) <= 6
+    assert set(second["signals"]) >= {"tfidf"} and second["signals"]["tfidf"]["weight"] == 1.0
+    assert second["age_days"] >= 0 and 0 < second["freshness"] <= 1
+    assert data["removed"]["exclude"] == 1  # the block
+    assert [o["action"] for o in data["overrides"]] == ["block", "pin"]
+
+
+def test_editor_page_is_html_and_never_renders_titles_itself(client):
+    page = client.get("/editor")
+    assert page.status_code == 200 and page.mimetype == "text/html"
+    html = page.get_data(as_text=True)
+    assert "textContent" in html and "innerHTML" not in html

@@ -1,0 +1,50 @@
+"""Why a story was suggested: the parts of its score, shared terms and names, age. Pure functions."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from .index import Snapshot
+from .profiles import Profile
+from .ranking import SECONDS_PER_DAY, Related
+
+
+def shared_terms(snapshot: Snapshot, signal: str, row_a: int, row_b: int, top: int = 6) -> list[str]:
+    """The vocabulary entries that add most to the lexical similarity of two indexed articles."""
+    if signal not in snapshot.sparse:
+        return []
+    matrix = snapshot.sparse[signal]
+    product = matrix[row_a].multiply(matrix[row_b]).tocoo()
+    if product.nnz == 0:
+        return []
+    order = np.argsort(-product.data)[:top]
+    vocabulary = snapshot.sparse_models[signal].vocabulary_
+    return [vocabulary[int(product.col[i])] for i in order]
+
+
+def explain(snapshot: Snapshot, profile: Profile, article_row: int, related: Related, recency_weight: float,
+            now: datetime | None = None) -> list[dict[str, Any]]:
+    """One dict per suggestion: score parts, shared terms and names, age, pin and hidden versions."""
+    now = now or datetime.now(timezone.utc)
+    weights = {s.name: s.weight for s in profile.signals}
+    items = []
+    for position, suggestion in enumerate(related.suggestions, start=1):
+        age_days = max(now.timestamp() - float(snapshot.published_at[suggestion.row]), 0.0) / SECONDS_PER_DAY
+        items.append({
+            "position": position,
+            "id": suggestion.id,
+            "pinned": suggestion.pinned,
+            "score": round(suggestion.score, 4),
+            "similarity": round(suggestion.similarity, 4),
+            "signals": {name: {"similarity": round(value, 4), "weight": weights.get(name, 0.0)}
+                        for name, value in sorted(suggestion.signals.items())},
+            "freshness": round(suggestion.freshness, 4),
+            "recency_weight": recency_weight,
+            "age_days": round(age_days, 1),
+            "shared_terms": shared_terms(snapshot, "tfidf", article_row, suggestion.row),
+            "shared_names": shared_terms(snapshot, "names", article_row, suggestion.row),
+            "hidden_versions": list(suggestion.hidden_versions),
+        })
+    return items

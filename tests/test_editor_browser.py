@@ -1,0 +1,97 @@
+"""The editors' page in a real headless Chromium: look up the Kursk article, see reasons, block a story.
+
+Needs Debian's chromium and chromium-driver (`make test` installs them when it runs as root on Debian).
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from test_server import free_port, get
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+TOKEN = "browser-test-token"
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="browser test needs Chromium and ChromeDriver: apt-get install chromium chromium-driver (make test does this as root)",
+)
+
+
+@pytest.fixture
+def server(corpus_index, tmp_path):
+    settings, index_dir = corpus_index
+    port = free_port()
+    env = {**os.environ, "RECOMMENDER_API_TOKEN": TOKEN, "RECOMMENDER_STATE_DIR": str(tmp_path / "state"),
+           "RECOMMENDER_CACHE_DIR": settings.cache_dir}
+    process = subprocess.Popen([sys.executable, "-m", "recommender", "serve", "--index", str(index_dir),
+                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=env, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            get(base + "/readyz")
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                pytest.fail("server did not start")
+            time.sleep(0.3)
+    yield base
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=20)
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_window_size(1280, 1600)
+    yield driver
+    driver.quit()
+
+
+def test_editor_looks_up_kursk_sees_reasons_and_blocks_a_story(server, browser, stories):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as until
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 20)
+    browser.get(server + "/editor")
+    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "#token-form button").click()
+    browser.find_element(By.ID, "query").send_keys("kursk-nordkorea-1")
+    browser.find_element(By.CSS_SELECTOR, "#search-form button").click()
+
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#items tr")) == 5)
+    assert "Nordkoreanische Soldaten" in browser.find_element(By.ID, "article-title").text
+    rows = browser.find_elements(By.CSS_SELECTOR, "#items tr")
+    ids = [row.get_attribute("data-id") for row in rows]
+    assert set(ids[:4]) <= set(stories["kursk-nordkorea"]["articles"])
+    first_reasons = rows[0].find_element(By.CSS_SELECTOR, ".why").text
+    assert "Ähnlichkeit" in first_reasons and "Alter" in first_reasons and "Gemeinsame Namen" in first_reasons
+
+    blocked = ids[1]
+    button = next(b for b in rows[1].find_elements(By.TAG_NAME, "button") if b.text == "Blockieren")
+    button.click()
+    wait.until(lambda d: blocked not in [r.get_attribute("data-id") for r in d.find_elements(By.CSS_SELECTOR, "#items tr")])
+    wait.until(until.text_to_be_present_in_element((By.ID, "overrides"), f"block {blocked}"))
+
+    with urllib.request.urlopen(server + "/v1/articles/kursk-nordkorea-1/related?k=10") as answer:
+        public = [item["id"] for item in json.loads(answer.read())["items"]]
+    assert blocked not in public and len(public) == 10
