@@ -67,21 +67,27 @@ def browser():
 
 
 def test_editor_looks_up_kursk_sees_reasons_and_blocks_a_story(server, browser, stories):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as until
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(browser, 20)
+    # The page re-renders the list after every change: read it in one script call, and retry stale reads.
+    wait = WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException])
+
+    def listed() -> list[str]:
+        return browser.execute_script("return [...document.querySelectorAll('#items tr')].map(r => r.dataset.id)")
+
     browser.get(server + "/editor")
     browser.find_element(By.ID, "token").send_keys(TOKEN)
     browser.find_element(By.CSS_SELECTOR, "#token-form button").click()
     browser.find_element(By.ID, "query").send_keys("kursk-nordkorea-1")
     browser.find_element(By.CSS_SELECTOR, "#search-form button").click()
 
-    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#items tr")) == 5)
+    wait.until(lambda d: len(listed()) == 5)
     assert "Nordkoreanische Soldaten" in browser.find_element(By.ID, "article-title").text
     rows = browser.find_elements(By.CSS_SELECTOR, "#items tr")
-    ids = [row.get_attribute("data-id") for row in rows]
+    ids = listed()
     assert set(ids[:4]) <= set(stories["kursk-nordkorea"]["articles"])
     first_reasons = rows[0].find_element(By.CSS_SELECTOR, ".why").text
     assert "Ähnlichkeit" in first_reasons and "Alter" in first_reasons and "Gemeinsame Namen" in first_reasons
@@ -89,7 +95,7 @@ def test_editor_looks_up_kursk_sees_reasons_and_blocks_a_story(server, browser, 
     blocked = ids[1]
     button = next(b for b in rows[1].find_elements(By.TAG_NAME, "button") if b.text == "Blockieren")
     button.click()
-    wait.until(lambda d: blocked not in [r.get_attribute("data-id") for r in d.find_elements(By.CSS_SELECTOR, "#items tr")])
+    wait.until(lambda d: len(listed()) == 5 and blocked not in listed())
     wait.until(until.text_to_be_present_in_element((By.ID, "overrides"), f"block {blocked}"))
 
     with urllib.request.urlopen(server + "/v1/articles/kursk-nordkorea-1/related?k=10") as answer:
