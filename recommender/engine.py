@@ -5,9 +5,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .config import Settings
+from .corpus import Article
 from .editorial import EditorialStore, Rules
 from .embedcache import EmbeddingCache
 from .index import Snapshot, load_snapshot, profile_fingerprint
+from .live import LiveStore, live_view
 from .profiles import Profile, get_profile
 from .ranking import Filters, RankOptions, Related, query_from_row, rank
 from .signals import RawText, SignalEncoder
@@ -38,14 +40,26 @@ def signal_encoder(settings: Settings, profile: Profile | None = None, with_cach
 
 @dataclass
 class Recommender:
-    """Related stories from one index snapshot, under the settings' profile and ranking options."""
+    """Related stories from one index snapshot (plus the articles received since through the API), under the
+    settings' profile and ranking options and the editors' decisions.
+
+    snapshot : what is served: the loaded snapshot, or a view of it with the live articles laid over it
+    base : the loaded snapshot itself
+    """
 
     settings: Settings
     snapshot: Snapshot
     profile: Profile
     encoder: SignalEncoder
     editorial: EditorialStore | None = None
+    live: LiveStore | None = None
+    base: Snapshot | None = None
     _rules: Rules = field(default_factory=Rules)
+    _live_version: int = 0
+
+    def __post_init__(self) -> None:
+        self.base = self.base or self.snapshot
+        self.refresh()
 
     @classmethod
     def open(cls, settings: Settings, index_dir: str | Path | None = None) -> "Recommender":
@@ -54,14 +68,32 @@ class Recommender:
         encoder = signal_encoder(settings, profile, with_cache=False)
         expected = profile_fingerprint(profile, encoder.identities())
         snapshot = load_snapshot(index_dir or settings.index_dir, expected=expected)
-        editorial = EditorialStore(Path(settings.state_dir) / "editorial.sqlite") if settings.state_dir else None
-        return cls(settings, snapshot, profile, encoder, editorial)
+        state = Path(settings.state_dir) if settings.state_dir else None
+        editorial = EditorialStore(state / "editorial.sqlite") if state else None
+        live = LiveStore(state / "live.sqlite") if state else None
+        return cls(settings, snapshot, profile, encoder, editorial, live)
+
+    def refresh(self) -> None:
+        """Pick up live articles that another process or request stored (one cheap read when nothing changed)."""
+        if self.live is not None and self.live.version() != self._live_version:
+            version, articles = self.live.articles()
+            self.snapshot = live_view(self.base, articles, version)  # a new object, swapped in whole
+            self._live_version = version
 
     def rules(self) -> Rules:
         """The editors' current decisions; re-read only when another process or request changed them."""
         if self.editorial is not None and self.editorial.version() != self._rules.version:
             self._rules = self.editorial.rules()  # a new object, swapped in whole
         return self._rules
+
+    def put_article(self, article: Article) -> bool:
+        """Embed an article and make it searchable at once, durably; True if its id was not served before."""
+        if self.live is None:
+            raise RuntimeError("live articles need a state_dir")
+        new = article.id not in self.snapshot.row_of
+        self.live.put(article, self.encoder.embed_dense(article))
+        self.refresh()
+        return new
 
     def options(self, k: int | None = None) -> RankOptions:
         """Ranking options from the settings, with k if given."""
@@ -74,6 +106,7 @@ class Recommender:
 
     def related(self, article_id: str, k: int | None = None, filters: Filters = Filters()) -> Related:
         """Related stories of an indexed article (never the article itself or a version of it)."""
+        self.refresh()
         row = self.snapshot.row_of.get(article_id)
         rules = self.rules()
         if row is None or article_id in rules.taken_down:
@@ -85,6 +118,7 @@ class Recommender:
 
     def related_to_text(self, text: RawText, k: int | None = None, filters: Filters = Filters()) -> Related:
         """Related stories of an article that is not in the index (title + body of a draft)."""
+        self.refresh()
         query = self.encoder.embed_query(text, self.snapshot.sparse_models)
         filters = replace(filters, exclude_ids=(*filters.exclude_ids, *sorted(self.rules().hidden_for(None))))
         return rank(self.snapshot, self.profile, query, filters, self.options(k))

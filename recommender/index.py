@@ -77,6 +77,7 @@ class Snapshot:
     sparse : signal name -> csr_matrix of shape (n_articles, n_terms), float32 (the word signal is 'tfidf')
     sparse_models : signal name -> fitted TfidfModel, to turn a new text into a comparable row
     published_at : ndarray of shape (n_articles,), int64 seconds since the epoch
+    shadowed : bool ndarray of shape (n_articles,) or None: rows replaced by a newer live version
     """
 
     path: Path
@@ -86,6 +87,7 @@ class Snapshot:
     sparse: dict[str, sparse.csr_matrix]
     sparse_models: dict[str, TfidfModel]
     published_at: np.ndarray
+    shadowed: np.ndarray | None = None
     row_of: dict[str, int] = field(default_factory=dict)
 
     langs: np.ndarray = field(init=False)
@@ -124,7 +126,8 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _metadata(article: Article) -> dict[str, Any]:
+def article_metadata(article: Article) -> dict[str, Any]:
+    """What a snapshot keeps of an article besides its vectors (no body; a teaser always)."""
     return {
         "id": article.id,
         "url": article.url,
@@ -155,7 +158,7 @@ def write_snapshot(
     n = len(articles)
     with (target / "articles.jsonl").open("w", encoding="utf-8") as handle:
         for article in articles:
-            handle.write(json.dumps(_metadata(article), ensure_ascii=False) + "\n")
+            handle.write(json.dumps(article_metadata(article), ensure_ascii=False) + "\n")
     stamps = np.array([int(a.published_at.timestamp()) for a in articles], dtype=np.int64)
     np.save(target / "published_at.npy", stamps)
     for name, vectors in arrays.dense.items():

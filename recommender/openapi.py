@@ -80,6 +80,15 @@ def openapi_spec() -> dict[str, Any]:
                 )
             },
             "/v1/articles/{article_id}": {
+                "put": {
+                    "summary": "Insert or update an article: embedded and served at once, without a rebuild",
+                    "security": [{"bearer": []}],
+                    "parameters": [ARTICLE_ID],
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/Article"}}}},
+                    "responses": {"201": _json({"type": "object"}, "created"), "200": _json({"type": "object"}, "updated"),
+                                  **_errors(400, 401, 403, 413, 415, 422)},
+                },
                 "delete": {
                     "summary": "Take an article down: from the next request on it appears in no list",
                     "security": [{"bearer": []}],
@@ -131,6 +140,12 @@ def openapi_spec() -> dict[str, Any]:
                                       "responses": {"200": _json({"type": "object"}, "OpenAPI 3 document")}}},
         },
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": {
+            "Article": {"type": "object", "required": ["title", "body", "published_at", "lang"], "properties": {
+                "id": {"type": "string", "description": "optional; must equal the id in the URL"},
+                "title": {"type": "string"}, "body": {"type": "string"}, "teaser": {"type": "string"},
+                "published_at": {"type": "string", "format": "date-time", "description": "with a UTC offset"},
+                "lang": {"type": "string"}, "url": {"type": "string"}, "section": {"type": "string"},
+                "author": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}}},
             "Override": {"type": "object", "required": ["action", "target"], "properties": {
                 "action": {"type": "string", "enum": ["pin", "block", "block_everywhere"]},
                 "target": {"type": "string"}, "position": {"type": "integer", "minimum": 1},

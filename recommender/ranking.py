@@ -130,6 +130,9 @@ def _allowed(snapshot: Snapshot, filters: Filters, now: datetime, removed: dict[
         removed[name] = int(np.count_nonzero(mask & ~keep))
         mask[:] &= keep
 
+    if snapshot.shadowed is not None:
+        mask &= ~snapshot.shadowed  # an older version of an article updated through the API
+
     if filters.langs:
         apply("lang", np.isin(snapshot.langs, list(filters.langs)))
     if filters.sections:

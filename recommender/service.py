@@ -11,6 +11,7 @@ from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from .config import Settings, load_settings
+from .corpus import article_from_json
 from .engine import Recommender, UnknownArticle
 from .explain import explain
 from .metrics import Metrics
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
     @app.before_request
     def start_timer() -> None:
         g.started = time.perf_counter()
+        current().refresh()  # articles another worker received are served from this request on
 
     @app.after_request
     def record(response: Response) -> Response:
@@ -223,6 +225,22 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
         if not removed:
             raise ApiError(404, "unknown_override", f"no {action} of {target!r} for {article_id!r}")
         return jsonify(overrides_json(article_id))
+
+    @app.put("/v1/articles/<article_id>")
+    @editor_only
+    def put_article(article_id: str) -> Any:
+        data = _json_object()
+        if data.get("id", article_id) != article_id:
+            raise ApiError(422, "invalid_article", "the body's id differs from the id in the URL")
+        try:
+            article = article_from_json({**data, "id": article_id})
+        except ValueError as exc:
+            raise ApiError(422, "invalid_article", str(exc)) from None
+        engine = current()
+        created = engine.put_article(article)
+        metrics.set_index(engine.snapshot.version, engine.profile.name, len(engine.snapshot))
+        return jsonify(article_id=article_id, created=created, index_version=engine.snapshot.version), \
+            201 if created else 200
 
     @app.delete("/v1/articles/<article_id>")
     @editor_only

@@ -98,9 +98,13 @@ class SignalEncoder:
         vectors = encode_cached(self.encoders[signal.name], flat, self.cache, self.batch_size, on_batch=report)
         return mean_of_chunks(vectors, counts)
 
+    def embed_dense(self, text: HasText) -> dict[str, np.ndarray]:
+        """The dense signals of one article: signal name -> (dim,) float32."""
+        return {s.name: self._embed_chunked(s, [prepare_chunks(text, s.view)])[0] for s in self.profile.dense}
+
     def embed_query(self, text: HasText, sparse_models: dict[str, TfidfModel]) -> QueryVectors:
         """The signals of one article that is not in the index, against an index's fitted lexical models."""
-        dense = {s.name: self._embed_chunked(s, [prepare_chunks(text, s.view)])[0] for s in self.profile.dense}
+        dense = self.embed_dense(text)
         rows = {s.name: sparse_models[s.name].transform([prepare(text, s.view)]) for s in self.profile.sparse}
         return QueryVectors(dense, rows)
 

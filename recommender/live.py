@@ -1,0 +1,144 @@
+"""Articles added or changed through the API between two index builds, and the combined view over both.
+
+A PUT stores the article with its dense vectors in SQLite (durable, shared by all workers); each worker
+lays these rows over its read-only snapshot (`live_view`) when the store's version changed. The snapshot
+itself is never modified: the view is a new object, swapped in whole.
+"""
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+from .corpus import Article, article_from_json
+from .index import Snapshot, article_metadata
+from .textprep import TextView, prepare
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS live_articles (
+    id TEXT PRIMARY KEY, record TEXT NOT NULL, vectors BLOB NOT NULL, updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO state VALUES ('version', 0);
+"""
+
+
+class LiveStore:
+    """The SQLite file of articles received through the API, with their vectors."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def version(self) -> int:
+        """The number of changes ever made."""
+        with self._lock:
+            return int(self._db.execute("SELECT value FROM state WHERE key = 'version'").fetchone()[0])
+
+    def put(self, article: Article, vectors: dict[str, np.ndarray]) -> bool:
+        """Store (insert or replace) an article and its vectors; True if it was new to this store."""
+        buffer = io.BytesIO()
+        np.savez(buffer, **{name: np.asarray(v, dtype=np.float32) for name, v in vectors.items()})
+        record = json.dumps(article.to_json(), ensure_ascii=False)
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                new = self._db.execute("SELECT 1 FROM live_articles WHERE id = ?", (article.id,)).fetchone() is None
+                self._db.execute("INSERT OR REPLACE INTO live_articles VALUES (?, ?, ?, ?)",
+                                 (article.id, record, buffer.getvalue(), now))
+                self._db.execute("UPDATE state SET value = value + 1 WHERE key = 'version'")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return new
+
+    def articles(self) -> tuple[int, list[tuple[Article, dict[str, np.ndarray]]]]:
+        """(version, every stored article with its vectors), read in one transaction."""
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                version = int(self._db.execute("SELECT value FROM state WHERE key = 'version'").fetchone()[0])
+                rows = self._db.execute("SELECT record, vectors FROM live_articles ORDER BY id").fetchall()
+            finally:
+                self._db.execute("COMMIT")
+        result = []
+        for record, blob in rows:
+            with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
+                result.append((article_from_json(json.loads(record)), {k: arrays[k] for k in arrays.files}))
+        return version, result
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+
+class Stacked:
+    """Rows of a base matrix followed by extra rows, without copying the base (often memory-mapped).
+
+    Supports what ranking needs: `@ vector`, row selection with an int or an index array, and shape.
+    """
+
+    def __init__(self, base: Any, extra: Any) -> None:
+        self.base, self.extra = base, extra
+        self.is_sparse = sparse.issparse(base)
+        self.shape = (base.shape[0] + extra.shape[0], base.shape[1])
+
+    def __matmul__(self, vector: np.ndarray) -> np.ndarray:
+        return np.concatenate([np.asarray(self.base @ vector).ravel(), np.asarray(self.extra @ vector).ravel()])
+
+    def __getitem__(self, rows: Any) -> Any:
+        n = self.base.shape[0]
+        if isinstance(rows, (int, np.integer)):
+            return self.base[int(rows)] if rows < n else self.extra[int(rows) - n]
+        rows = np.asarray(rows)
+        in_base = rows < n
+        parts = [self.base[rows[in_base]], self.extra[rows[~in_base] - n]]
+        stacked = sparse.vstack(parts).tocsr() if self.is_sparse else np.concatenate([np.asarray(p) for p in parts])
+        # Put the rows back in the order they were asked for.
+        order = np.argsort(np.concatenate([np.flatnonzero(in_base), np.flatnonzero(~in_base)]), kind="stable")
+        return stacked[order]
+
+
+def live_view(base: Snapshot, live: list[tuple[Article, dict[str, np.ndarray]]], version: int) -> Snapshot:
+    """The snapshot with the live articles laid over it: new ids appended, changed ones shadowing their
+    indexed version. Live articles identical to their indexed version (a re-index caught up) are skipped."""
+    fresh = [(a, v) for a, v in live
+             if a.id not in base.row_of or base.articles[base.row_of[a.id]]["content_hash"] != a.content_hash()]
+    if not fresh:
+        return base
+    articles = [a for a, _ in fresh]
+    dense = {name: Stacked(matrix, np.stack([v[name] for _, v in fresh]).astype(np.float32))
+             for name, matrix in base.dense.items()}
+    matrices = {name: Stacked(matrix, base.sparse_models[name].transform([prepare(a, _view_of(base, name))
+                                                                          for a in articles]))
+                for name, matrix in base.sparse.items()}
+    stamps = np.concatenate([base.published_at, [int(a.published_at.timestamp()) for a in articles]]).astype(np.int64)
+    shadowed = np.zeros(len(base) + len(articles), dtype=bool)
+    for article in articles:
+        if article.id in base.row_of:
+            shadowed[base.row_of[article.id]] = True
+    manifest = {**base.manifest, "snapshot": f"{base.version}+live{version}"}
+    return Snapshot(base.path, manifest, base.articles + [article_metadata(a) for a in articles], dense, matrices,
+                    base.sparse_models, stamps, shadowed=shadowed if shadowed.any() else None)
+
+
+def _view_of(snapshot: Snapshot, name: str) -> TextView:
+    """The text view a signal of this snapshot was built with."""
+    for signal in snapshot.manifest["config"]["profile"]["signals"]:
+        if signal["name"] == name:
+            return TextView(**signal["view"])
+    raise KeyError(name)

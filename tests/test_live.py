@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+from scipy import sparse
+
+from conftest import CACHE_DIR, record, write_jsonl
+from recommender.config import load_settings
+from recommender.jobs import build_index
+from recommender.live import Stacked
+from recommender.service import create_app
+
+TOKEN = "t0ken"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+BODIES = {
+    "flut-0": "Die Donau tritt in Passau über die Ufer, Helfer füllen Sandsäcke am Inn. Am Abend gab es eine Bilanz.",
+    "flut-1": "Passau: Das Donau-Hochwasser erreicht die Altstadt, Sandsäcke am Inn. Schulen bleiben geschlossen.",
+    "wahl-0": "Bei der Landtagswahl in Bayern verliert die CSU Stimmen, die Freien Wähler legen in München zu.",
+    "wahl-1": "Nach der Landtagswahl in Bayern beginnen in München Sondierungen zwischen CSU und Freien Wählern.",
+    "zins-0": "Die Europäische Zentralbank senkt in Frankfurt den Leitzins, Sparer sind enttäuscht.",
+}
+
+
+def test_stacked_rows_and_products_match_a_real_concatenation():
+    rng = np.random.default_rng(0)
+    base, extra = rng.normal(size=(5, 3)), rng.normal(size=(2, 3))
+    whole = np.vstack([base, extra])
+    stacked = Stacked(base, extra)
+    vector = rng.normal(size=3)
+    np.testing.assert_allclose(stacked @ vector, whole @ vector)
+    rows = np.array([6, 0, 5, 2])
+    np.testing.assert_allclose(stacked[rows], whole[rows])
+    np.testing.assert_allclose(stacked[6], whole[6])
+    sparse_stacked = Stacked(sparse.csr_matrix(base), sparse.csr_matrix(extra))
+    np.testing.assert_allclose(sparse_stacked[rows].toarray(), whole[rows])
+    np.testing.assert_allclose(sparse_stacked @ vector, whole @ vector)
+    assert sparse_stacked.shape == (7, 3)
+
+
+@pytest.fixture(params=["tfidf", "use"])
+def settings(request, tmp_path):
+    corpus = write_jsonl(tmp_path / "c.jsonl", [record(i, title=i, body=b) for i, b in BODIES.items()])
+    settings = load_settings(environ={}, profile=request.param, index_dir=str(tmp_path / "index"),
+                             cache_dir=str(CACHE_DIR), state_dir=str(tmp_path / "state"))
+    build_index([corpus], settings.index_dir, settings)
+    return settings
+
+
+def ids(client, article_id, k=5):
+    answer = client.get(f"/v1/articles/{article_id}/related?k={k}")
+    assert answer.status_code == 200, answer.get_json()
+    return [item["id"] for item in answer.get_json()["items"]]
+
+
+def test_a_new_article_is_served_at_once_and_after_a_restart(settings):
+    client = create_app(settings, api_token=TOKEN).test_client()
+    new = record("flut-live", title="Hochwasser in Passau: Pegel der Donau sinkt",
+                 body="Die Donau in Passau sinkt, am Inn werden Sandsäcke abgebaut, die Altstadt wird geputzt.",
+                 published_at="2026-03-02T08:00:00+01:00")
+    del new["id"]
+    answer = client.put("/v1/articles/flut-live", json=new, headers=AUTH)
+    assert answer.status_code == 201 and answer.get_json()["created"] is True
+    assert "+live" in answer.get_json()["index_version"]
+    assert "flut-live" in ids(client, "flut-0", k=2)
+    assert set(ids(client, "flut-live", k=2)) == {"flut-0", "flut-1"}
+    other_worker = create_app(settings, api_token=TOKEN).test_client()
+    assert "flut-live" in ids(other_worker, "flut-1", k=2)
+    teaser = other_worker.get("/v1/articles/flut-1/related?k=5").get_json()["items"]
+    assert all(item["teaser"] for item in teaser)
+
+
+def test_an_updated_article_replaces_its_indexed_version(settings):
+    client = create_app(settings, api_token=TOKEN).test_client()
+    assert "zins-0" not in ids(client, "wahl-0", k=1)
+    changed = record("zins-0", title="Landtagswahl in Bayern: Analyse", lang="de",
+                     body="Die Landtagswahl in Bayern: CSU und Freie Wähler in München, die Sondierungen beginnen.")
+    answer = client.put("/v1/articles/zins-0", json=changed, headers=AUTH)
+    assert answer.status_code == 200 and answer.get_json()["created"] is False
+    listed = ids(client, "wahl-0", k=5)
+    assert listed.count("zins-0") == 1 and listed[0] in {"zins-0", "wahl-1"}
+    again = client.put("/v1/articles/zins-0", json=changed, headers=AUTH)  # same text: still one article
+    assert again.status_code == 200 and ids(client, "wahl-0", k=5).count("zins-0") == 1
+
+
+def test_live_articles_can_be_taken_down(settings):
+    client = create_app(settings, api_token=TOKEN).test_client()
+    client.put("/v1/articles/flut-live", headers=AUTH,
+               json=record("flut-live", title="Donau", body="Passau Donau Inn Sandsäcke Altstadt Hochwasser."))
+    client.delete("/v1/articles/flut-live", headers=AUTH)
+    assert "flut-live" not in ids(client, "flut-0")
+
+
+@pytest.mark.parametrize(
+    "body, status",
+    [({"title": "x", "body": "y"}, 422),  # no published_at, no lang
+     ({**record("x"), "published_at": "2026-01-01"}, 422),
+     ({**record("other-id")}, 422)],
+)
+def test_invalid_articles_are_refused(settings, body, status):
+    client = create_app(settings, api_token=TOKEN).test_client()
+    answer = client.put("/v1/articles/x", json=body, headers=AUTH)
+    assert answer.status_code == status and answer.get_json()["error"] == "invalid_article"
+    assert client.put("/v1/articles/x", json=record("x")).status_code == 401
