@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 from .config import Settings
@@ -95,13 +96,14 @@ class Recommender:
         self.refresh()
         return new
 
-    def options(self, k: int | None = None) -> RankOptions:
-        """Ranking options from the settings, with k if given."""
+    def options(self, k: int | None = None, now: datetime | None = None) -> RankOptions:
+        """Ranking options from the settings, with k and the reference time if given."""
         return RankOptions(
             k=k or self.settings.default_k,
             recency_weight=self.settings.recency_weight,
             half_life_days=self.settings.recency_half_life_days,
             duplicate_threshold=self.settings.duplicate_threshold,
+            now=now,
         )
 
     def related(self, article_id: str, k: int | None = None, filters: Filters = Filters()) -> Related:
@@ -116,9 +118,11 @@ class Recommender:
         return rank(self.snapshot, self.profile, query, filters, self.options(k), self_row=row,
                     pins=rules.pins.get(article_id, ()))
 
-    def related_to_text(self, text: RawText, k: int | None = None, filters: Filters = Filters()) -> Related:
-        """Related stories of an article that is not in the index (title + body of a draft)."""
+    def related_to_text(self, text: RawText, k: int | None = None, filters: Filters = Filters(),
+                        now: datetime | None = None) -> Related:
+        """Related stories of an article that is not in the index (title + body of a draft); ages are
+        measured from now (default: the present), e.g. the draft's own publication time."""
         self.refresh()
         query = self.encoder.embed_query(text, self.snapshot.sparse_models)
         filters = replace(filters, exclude_ids=(*filters.exclude_ids, *sorted(self.rules().hidden_for(None))))
-        return rank(self.snapshot, self.profile, query, filters, self.options(k))
+        return rank(self.snapshot, self.profile, query, filters, self.options(k, now))

@@ -169,6 +169,9 @@ def openapi_spec() -> dict[str, Any]:
                       "properties": {
                           "title": {"type": "string"}, "body": {"type": "string"},
                           "teaser": {"type": "string"},
+                          "lang": {"type": "string", "description": "ISO 639 code of the draft"},
+                          "published_at": {"type": "string", "format": "date-time",
+                                           "description": "with a UTC offset; ages and max_age_days count from it"},
                           "k": {"type": "integer", "minimum": 1, "maximum": 50},
                           "filters": {"type": "object", "properties": {
                               "lang": {"type": "array", "items": {"type": "string"}},

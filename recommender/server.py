@@ -52,6 +52,8 @@ def serve(settings: Settings, announce: Any = print) -> None:
         announce(f"serving {len(engine.snapshot)} articles (index {engine.snapshot.version}) with "
                  f"{settings.workers} workers on {base}")
         announce(f"  related links: {base}/v1/articles/{sample}/related")
+        announce(f"  editors' page: {base}/editor" + ("" if os.environ.get("RECOMMENDER_API_TOKEN") else
+                                                      "   (set RECOMMENDER_API_TOKEN to enable editing)"))
         announce(f"  API description: {base}/openapi.json   health: {base}/healthz   metrics: {base}/metrics")
         Gunicorn().run()
     finally:

@@ -340,8 +340,15 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
         if not all(isinstance(v, str) for v in (title, body, teaser)) or not (title.strip() or body.strip()):
             raise ApiError(422, "invalid_article", "give 'title' and 'body' as strings, not both empty")
         k = _k(data.get("k"), settings)
+        try:  # optional, validated as in the corpus format; the date is the moment ages are measured from
+            draft = article_from_json({"id": "draft", "title": title or "-", "body": body or "-",
+                                       "lang": data.get("lang", "und"),
+                                       "published_at": data.get("published_at", "1970-01-01T00:00:00+00:00")})
+        except ValueError as exc:
+            raise ApiError(422, "invalid_article", str(exc)) from None
         engine = current()
-        related = engine.related_to_text(RawText(title, body, teaser), k, _json_filters(data))
+        now = draft.published_at if "published_at" in data else None
+        related = engine.related_to_text(RawText(title, body, teaser), k, _json_filters(data), now=now)
         return jsonify(related_json(engine, None, related))
 
     return app

@@ -101,3 +101,26 @@ def test_editor_looks_up_kursk_sees_reasons_and_blocks_a_story(server, browser, 
     with urllib.request.urlopen(server + "/v1/articles/kursk-nordkorea-1/related?k=10") as answer:
         public = [item["id"] for item in json.loads(answer.read())["items"]]
     assert blocked not in public and len(public) == 10
+
+
+def test_hostile_title_is_shown_as_text(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    title = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">Kursk: Soldaten aus Nordkorea'
+    article = {"title": title, "lang": "de", "published_at": "2024-11-02T10:00:00+01:00", "section": "Politik",
+               "body": "Nordkoreanische Soldaten kämpfen nach Angaben aus Kiew im russischen Gebiet Kursk."}
+    request = urllib.request.Request(server + "/v1/articles/hostile-1", data=json.dumps(article).encode(), method="PUT",
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        assert answer.status == 201
+    browser.get(server + "/editor")
+    browser.find_element(By.ID, "token").send_keys(TOKEN)
+    browser.find_element(By.CSS_SELECTOR, "#token-form button").click()
+    browser.find_element(By.ID, "query").send_keys("hostile-1")
+    browser.find_element(By.CSS_SELECTOR, "#search-form button").click()
+    WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "article-title").text)
+    assert browser.find_element(By.ID, "article-title").text == title
+    assert browser.find_element(By.ID, "results").text.startswith("<script>")
+    assert browser.execute_script("return window.pwned === undefined")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#article img, #results img")

@@ -46,6 +46,11 @@ def test_related_by_text(client):
     assert answer.get_json()["items"][0]["id"].startswith("flut-") and answer.get_json()["article_id"] is None
     english = client.post("/v1/related", json={**draft, "k": 2, "filters": {"lang": ["en"]}}).get_json()
     assert len(english["items"]) == 2 and {i["lang"] for i in english["items"]} == {"en"}
+    # The corpus is dated 2026-03-01: a draft dated a week later finds it within 10 days, today's would not.
+    dated = {**draft, "lang": "de", "published_at": "2026-03-08T12:00:00+01:00", "filters": {"max_age_days": 10}}
+    assert client.post("/v1/related", json=dated).get_json()["items"]
+    assert client.post("/v1/related", json={**dated, "published_at": None} | {"filters": {"max_age_days": 10}}
+                       ).status_code == 422
 
 
 @pytest.mark.parametrize(
@@ -65,6 +70,9 @@ def test_related_by_text(client):
         ("post", "/v1/related", {"json": {"title": "x", "body": "y", "filters": {"max_age_days": -1}}}, 400,
          "bad_parameter"),
         ("post", "/v1/related", {"json": {"title": "x", "body": "y" * 5000}}, 413, "request_entity_too_large"),
+        ("post", "/v1/related", {"json": {"title": "x", "body": "y", "lang": "deutsch"}}, 422, "invalid_article"),
+        ("post", "/v1/related", {"json": {"title": "x", "body": "y", "published_at": "2026-01-01"}}, 422,
+         "invalid_article"),
     ],
 )
 def test_errors_are_json(client, method, url, kwargs, status, code):
