@@ -13,8 +13,8 @@ from .encoders import EncoderUnavailable
 from .engine import Recommender, UnknownArticle
 from .evaluate import DatasetError
 from .index import IndexProblem
-from .profiles import BASELINES, PROFILES, UnknownProfile, get_profile
 from .payloads import related_json
+from .profiles import BASELINES, PROFILES, UnknownProfile, get_profile
 from .ranking import Filters
 from .signals import Progress
 

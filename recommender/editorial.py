@@ -6,12 +6,13 @@ and rebuilds its in-memory `Rules` only when another process or worker changed s
 """
 from __future__ import annotations
 
-import sqlite3
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
+
+from .db import connect_state
 
 Action = Literal["pin", "block", "block_everywhere"]
 ACTIONS: tuple[str, ...] = ("pin", "block", "block_everywhere")
@@ -65,11 +66,7 @@ class EditorialStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a decision acknowledged to an editor is on disk
-        self._db.executescript(SCHEMA)
+        self._db = connect_state(self.path, SCHEMA)
         self._lock = threading.Lock()  # one connection, possibly several request threads
 
     def version(self) -> int:

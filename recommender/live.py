@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import sqlite3
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 from scipy import sparse
 
 from .corpus import Article, article_from_json
+from .db import connect_state
 from .index import Snapshot, article_metadata
 from .textprep import TextView, prepare
 
@@ -35,11 +35,7 @@ class LiveStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        self._db = connect_state(self.path, SCHEMA)
         self._lock = threading.Lock()
 
     def version(self) -> int:

@@ -3,8 +3,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import CACHE_DIR, record, write_jsonl
+
 from recommender.cli import main
 
 FOLLOW_UPS = [

@@ -1,8 +1,8 @@
 import json
 
 import pytest
-
 from conftest import record, write_jsonl
+
 from recommender.corpus import CorpusError, load_corpus
 
 

@@ -12,7 +12,6 @@ import time
 import urllib.request
 
 import pytest
-
 from test_server import free_port, get
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

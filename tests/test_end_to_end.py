@@ -2,8 +2,8 @@
 from collections import Counter
 
 import pytest
-
 from conftest import CORPUS
+
 from recommender.corpus import load_corpus
 from recommender.engine import Recommender, UnknownArticle
 from recommender.index import IndexMismatch, load_snapshot

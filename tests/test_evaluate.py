@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from recommender.evaluate import DatasetError, Dataset, evaluate, label_metrics, load_dataset, union_profile
+from recommender.evaluate import Dataset, DatasetError, evaluate, label_metrics, load_dataset, union_profile
 from recommender.profiles import get_profile
 from recommender.signals import SignalEncoder
 

@@ -3,12 +3,20 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import make_article, unit_rows
+
 from recommender.encoders import TfidfModel
 from recommender.index import (
-    IndexCorrupt, IndexMismatch, IndexNotFound, SignalArrays, load_snapshot, new_snapshot_dir,
-    profile_fingerprint, publish, resolve_snapshot, write_snapshot,
+    IndexCorrupt,
+    IndexMismatch,
+    IndexNotFound,
+    SignalArrays,
+    load_snapshot,
+    new_snapshot_dir,
+    profile_fingerprint,
+    publish,
+    resolve_snapshot,
+    write_snapshot,
 )
 from recommender.profiles import get_profile
 

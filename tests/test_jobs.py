@@ -1,6 +1,6 @@
 import pytest
-
 from conftest import record, write_jsonl
+
 from recommender import jobs
 from recommender.config import load_settings
 from recommender.encoders.use import UseEncoder

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from conftest import CACHE_DIR, record, write_jsonl
 from scipy import sparse
 
-from conftest import CACHE_DIR, record, write_jsonl
 from recommender.config import load_settings
 from recommender.jobs import build_index
 from recommender.live import Stacked

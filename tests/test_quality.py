@@ -6,13 +6,12 @@ costs a point fails here instead of passing unnoticed.
 from pathlib import Path
 
 import pytest
+from conftest import CACHE_DIR
 
 from recommender.config import load_settings
 from recommender.engine import signal_encoder
 from recommender.evaluate import evaluate, load_dataset, union_profile
 from recommender.profiles import BASELINES, get_profile
-
-from conftest import CACHE_DIR
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 

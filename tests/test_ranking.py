@@ -2,8 +2,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pytest
-
 from conftest import make_article
+
 from recommender.encoders import TfidfModel
 from recommender.index import SignalArrays, load_snapshot, new_snapshot_dir, write_snapshot
 from recommender.profiles import NAMES_VIEW, TFIDF_VIEW, USE_VIEW, Profile, SignalSpec

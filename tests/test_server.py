@@ -9,8 +9,8 @@ import time
 import urllib.request
 
 import pytest
-
 from conftest import record, write_jsonl
+
 from recommender.config import load_settings
 from recommender.jobs import build_index
 

@@ -2,8 +2,8 @@
 from pathlib import Path
 
 import pytest
-
 from conftest import CACHE_DIR, record, write_jsonl
+
 from recommender.config import load_settings
 from recommender.jobs import build_index
 from recommender.service import create_app
