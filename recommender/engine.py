@@ -46,6 +46,8 @@ class Recommender:
 
     snapshot : what is served: the loaded snapshot, or a view of it with the live articles laid over it
     base : the loaded snapshot itself
+    Live articles stored by another process appear after `refresh()`, which the service calls before every
+    request; editors' decisions are re-read by `rules()` whenever they changed.
     """
 
     settings: Settings
@@ -108,7 +110,6 @@ class Recommender:
 
     def related(self, article_id: str, k: int | None = None, filters: Filters = Filters()) -> Related:
         """Related stories of an indexed article (never the article itself or a version of it)."""
-        self.refresh()
         row = self.snapshot.row_of.get(article_id)
         rules = self.rules()
         if row is None or article_id in rules.taken_down:
@@ -122,7 +123,6 @@ class Recommender:
                         now: datetime | None = None) -> Related:
         """Related stories of an article that is not in the index (title + body of a draft); ages are
         measured from now (default: the present), e.g. the draft's own publication time."""
-        self.refresh()
         query = self.encoder.embed_query(text, self.snapshot.sparse_models)
         filters = replace(filters, exclude_ids=(*filters.exclude_ids, *sorted(self.rules().hidden_for(None))))
         return rank(self.snapshot, self.profile, query, filters, self.options(k, now))

@@ -36,6 +36,7 @@ class Metrics:
     def set_index(self, version: str, profile: str, articles: int) -> None:
         """Record which snapshot is served."""
         self.index_articles.set(articles)
+        self.index_info.clear()  # only the snapshot served now carries the value 1
         self.index_info.labels(version=version, profile=profile).set(1)
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:

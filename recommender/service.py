@@ -148,9 +148,10 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
         code = (error.name or "error").lower().replace(" ", "_")
         response = jsonify(error=code, message=error.description)
         response.status_code = error.code or 500
+        original = error.get_response()
         for name in ("Allow", "WWW-Authenticate"):
-            if error.get_response().headers.get(name):
-                response.headers[name] = error.get_response().headers[name]
+            if original.headers.get(name):
+                response.headers[name] = original.headers[name]
         return response
 
     @app.errorhandler(Exception)
