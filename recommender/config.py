@@ -34,6 +34,7 @@ class Settings:
     threads: int = _setting(2, "CPU threads for each encoder (match the machine's cores).")
     batch_size: int = _setting(32, "Articles embedded per batch.")
     keep_snapshots: int = _setting(3, "Published index snapshots kept on disk (the newest is served).")
+    reload_interval: float = _setting(1.0, "Seconds between a server's checks for a newly published snapshot.")
     state_dir: str = _setting("data/state", "Editors' decisions (SQLite), kept apart from index snapshots; empty disables them.")
     sentence_transformer_model: str = _setting(
         "", "sentence-transformers model name or local path for the `minilm` signal; empty = the bundled all-MiniLM-L6-v2."
@@ -102,6 +103,8 @@ def _build(values: Mapping[str, Any]) -> Settings:
             raise ConfigError(f"setting {name!r} must be at least 1")
     if not 0.0 <= settings.recency_weight <= 1.0:
         raise ConfigError("setting 'recency_weight' must be between 0 and 1")
+    if settings.reload_interval < 0:
+        raise ConfigError("setting 'reload_interval' must not be negative")
     if settings.cache_max_age < 0:
         raise ConfigError("setting 'cache_max_age' must not be negative")
     if settings.recency_half_life_days <= 0:

@@ -1,19 +1,25 @@
 """The recommender as one object: a loaded snapshot, its profile and the encoders for raw-text queries."""
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from .config import Settings
 from .corpus import Article
 from .editorial import EditorialStore, Rules
 from .embedcache import EmbeddingCache
-from .index import Snapshot, load_snapshot, profile_fingerprint
+from .index import IndexProblem, Snapshot, load_snapshot, profile_fingerprint, resolve_snapshot
 from .live import LiveStore, live_view
 from .profiles import Profile, get_profile
 from .ranking import Filters, RankOptions, Related, query_from_row, rank
 from .signals import RawText, SignalEncoder
+
+
+log = logging.getLogger(__name__)
 
 
 class UnknownArticle(KeyError):
@@ -46,8 +52,9 @@ class Recommender:
 
     snapshot : what is served: the loaded snapshot, or a view of it with the live articles laid over it
     base : the loaded snapshot itself
-    Live articles stored by another process appear after `refresh()`, which the service calls before every
-    request; editors' decisions are re-read by `rules()` whenever they changed.
+    index_dir : where to look for newly published snapshots (None: never reload)
+    Newly published snapshots and live articles stored by another process appear after `refresh()`, which the
+    service calls before every request; editors' decisions are re-read by `rules()` whenever they changed.
     """
 
     settings: Settings
@@ -57,11 +64,15 @@ class Recommender:
     editorial: EditorialStore | None = None
     live: LiveStore | None = None
     base: Snapshot | None = None
+    index_dir: Path | None = None
     _rules: Rules = field(default_factory=Rules)
     _live_version: int = 0
+    _checked_at: float = 0.0
+    _refused: Path | None = None
 
     def __post_init__(self) -> None:
         self.base = self.base or self.snapshot
+        self._live_version = -1  # build the view on first refresh
         self.refresh()
 
     @classmethod
@@ -74,14 +85,46 @@ class Recommender:
         state = Path(settings.state_dir) if settings.state_dir else None
         editorial = EditorialStore(state / "editorial.sqlite") if state else None
         live = LiveStore(state / "live.sqlite") if state else None
-        return cls(settings, snapshot, profile, encoder, editorial, live)
+        return cls(settings, snapshot, profile, encoder, editorial, live,
+                   index_dir=Path(index_dir or settings.index_dir))
+
+    def _expected(self) -> dict[str, Any]:
+        return profile_fingerprint(self.profile, self.encoder.identities())
+
+    def _reload_published(self) -> bool:
+        """Load the snapshot `current` points at if it is a new one; True if the base changed."""
+        now = time.monotonic()
+        if self.index_dir is None or now - self._checked_at < self.settings.reload_interval:
+            return False
+        self._checked_at = now
+        try:
+            target = resolve_snapshot(self.index_dir)
+        except IndexProblem:
+            return False  # nothing (valid) published: keep serving what we have
+        if target == self.base.path.resolve() or target == self._refused:
+            return False
+        try:
+            self.base = load_snapshot(target, expected=self._expected())
+        except IndexProblem as exc:
+            self._refused = target  # do not retry on every request; a newer publish is tried again
+            log.error("not switching to snapshot %s, still serving %s: %s", target, self.base.version, exc)
+            return False
+        log.info("now serving snapshot %s", self.base.version)
+        return True
 
     def refresh(self) -> None:
-        """Pick up live articles that another process or request stored (one cheap read when nothing changed)."""
-        if self.live is not None and self.live.version() != self._live_version:
-            version, articles = self.live.articles()
-            self.snapshot = live_view(self.base, articles, version)  # a new object, swapped in whole
-            self._live_version = version
+        """Pick up a newly published snapshot (checked at most every reload_interval seconds) and live articles
+        another process stored; each costs one cheap read when nothing changed. The served snapshot is
+        replaced by a new object, never changed in place, so a request in flight keeps a consistent one."""
+        base_changed = self._reload_published()
+        live_version = self.live.version() if self.live is not None else 0
+        if base_changed or live_version != self._live_version:
+            if self.live is not None:
+                version, articles = self.live.articles()
+                self.snapshot = live_view(self.base, articles, version)
+                self._live_version = version
+            else:
+                self.snapshot, self._live_version = self.base, live_version
 
     def rules(self) -> Rules:
         """The editors' current decisions; re-read only when another process or request changed them."""
@@ -110,19 +153,20 @@ class Recommender:
 
     def related(self, article_id: str, k: int | None = None, filters: Filters = Filters()) -> Related:
         """Related stories of an indexed article (never the article itself or a version of it)."""
-        row = self.snapshot.row_of.get(article_id)
-        rules = self.rules()
+        snapshot, rules = self.snapshot, self.rules()  # one consistent snapshot for the whole request
+        row = snapshot.row_of.get(article_id)
         if row is None or article_id in rules.taken_down:
             raise UnknownArticle(article_id)
-        query = query_from_row(self.snapshot, row)
+        query = query_from_row(snapshot, row)
         filters = replace(filters, exclude_ids=(*filters.exclude_ids, *sorted(rules.hidden_for(article_id))))
-        return rank(self.snapshot, self.profile, query, filters, self.options(k), self_row=row,
+        return rank(snapshot, self.profile, query, filters, self.options(k), self_row=row,
                     pins=rules.pins.get(article_id, ()))
 
     def related_to_text(self, text: RawText, k: int | None = None, filters: Filters = Filters(),
                         now: datetime | None = None) -> Related:
         """Related stories of an article that is not in the index (title + body of a draft); ages are
         measured from now (default: the present), e.g. the draft's own publication time."""
-        query = self.encoder.embed_query(text, self.snapshot.sparse_models)
+        snapshot = self.snapshot
+        query = self.encoder.embed_query(text, snapshot.sparse_models)
         filters = replace(filters, exclude_ids=(*filters.exclude_ids, *sorted(self.rules().hidden_for(None))))
-        return rank(self.snapshot, self.profile, query, filters, self.options(k, now))
+        return rank(snapshot, self.profile, query, filters, self.options(k, now))

@@ -1,18 +1,51 @@
 """The offline index job: corpus → embeddings → verified snapshot → atomic publish."""
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from .config import Settings
 from .corpus import Problem, load_corpus
 from .engine import signal_encoder
-from .index import load_snapshot, new_snapshot_dir, profile_fingerprint, publish, write_snapshot
+from .index import IndexProblem, load_snapshot, new_snapshot_dir, profile_fingerprint, publish, write_snapshot
 from .profiles import get_profile
 from .signals import Progress, no_progress
+
+
+class IndexLocked(IndexProblem):
+    """Another index job is writing to the same index directory."""
+
+
+@contextmanager
+def index_lock(index_dir: str | Path) -> Iterator[None]:
+    """Hold the index directory's job lock, or raise IndexLocked at once: two jobs must never interleave.
+
+    flock is released by the kernel when the process dies (kill -9 included), so a crashed job never
+    leaves a stale lock behind.
+    """
+    path = Path(index_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / ".lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise IndexLocked(f"another index job (pid {holder}) is writing to {path}; try again when it ends") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -39,7 +72,18 @@ def build_index(
     progress: Progress = no_progress,
 ) -> BuildSummary:
     """Index the corpus into a new snapshot of index_dir and publish it; on any failure the previous
-    snapshot stays current and the partial one is removed."""
+    snapshot stays current and the partial one is removed. Raises IndexLocked if another job is running."""
+    with index_lock(index_dir):
+        return _build(corpus_paths, index_dir, settings, skip_invalid, progress)
+
+
+def _build(
+    corpus_paths: Sequence[str | Path],
+    index_dir: str | Path,
+    settings: Settings,
+    skip_invalid: bool,
+    progress: Progress,
+) -> BuildSummary:
     timings: dict[str, float] = {}
     start = time.perf_counter()
     loaded = load_corpus(corpus_paths, skip_invalid=skip_invalid)

@@ -23,6 +23,7 @@ class Metrics:
     through prometheus_client's multiprocess directory, which `recommender serve` sets up."""
 
     def __init__(self) -> None:
+        self.served_version = ""
         self.registry = CollectorRegistry()
         self.requests = Counter("recommender_requests", "HTTP requests answered", ["endpoint", "method", "status"],
                                 registry=self.registry)
@@ -35,6 +36,7 @@ class Metrics:
 
     def set_index(self, version: str, profile: str, articles: int) -> None:
         """Record which snapshot is served."""
+        self.served_version = version
         self.index_articles.set(articles)
         self.index_info.clear()  # only the snapshot served now carries the value 1
         self.index_info.labels(version=version, profile=profile).set(1)

@@ -131,10 +131,13 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
     @app.before_request
     def start_timer() -> None:
         g.started = time.perf_counter()
-        current().refresh()  # articles another worker received are served from this request on
+        current().refresh()  # a new snapshot, or articles another worker received, are served from now on
 
     @app.after_request
     def record(response: Response) -> Response:
+        engine = current()
+        if engine.snapshot.version != metrics.served_version:
+            metrics.set_index(engine.snapshot.version, engine.profile.name, len(engine.snapshot))
         endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
         metrics.observe(endpoint, request.method, response.status_code, time.perf_counter() - g.get("started", 0.0))
         return response
@@ -239,7 +242,6 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
             raise ApiError(422, "invalid_article", str(exc)) from None
         engine = current()
         created = engine.put_article(article)
-        metrics.set_index(engine.snapshot.version, engine.profile.name, len(engine.snapshot))
         return jsonify(article_id=article_id, created=created, index_version=engine.snapshot.version), \
             201 if created else 200
 

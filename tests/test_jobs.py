@@ -55,3 +55,16 @@ def test_summary_counts_and_timings(tmp_path, corpus):
     assert summary.articles == 3 and summary.skipped == []
     assert set(summary.seconds) == {"read", "embed", "write"} and summary.articles_per_second > 0
     assert load_snapshot(summary.snapshot).manifest["skipped_invalid"] == 0
+
+
+def test_a_second_job_on_the_same_index_is_refused_while_the_first_runs(tmp_path, corpus, capsys):
+    from recommender.cli import main
+    from recommender.jobs import IndexLocked, index_lock
+
+    settings = load_settings(environ={}, profile="tfidf", index_dir=str(tmp_path / "index"), cache_dir="")
+    with index_lock(settings.index_dir):
+        with pytest.raises(IndexLocked, match=r"another index job \(pid \d+\) is writing"):
+            jobs.build_index([corpus], settings.index_dir, settings)
+        assert main(["index", str(corpus), "--index", settings.index_dir, "--profile", "tfidf", "--quiet"]) == 1
+        assert "another index job" in capsys.readouterr().err
+    assert jobs.build_index([corpus], settings.index_dir, settings).articles == 3  # free again

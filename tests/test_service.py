@@ -125,3 +125,56 @@ def test_openapi_describes_every_route(client):
             assert method.lower() in spec["paths"][path], (path, method)
     routes = {r.rule.replace("<", "{").replace(">", "}") for r in app.url_map.iter_rules() if r.endpoint != "static"}
     assert set(spec["paths"]) == routes  # nothing described that does not exist
+
+
+def test_a_newly_published_snapshot_is_served_without_restart_and_without_failed_requests(tmp_path):
+    import threading
+
+    corpus = write_jsonl(tmp_path / "c.jsonl", [record(f"a{i}", body=f"{BODIES['flut']} {EXTRA[i % 3]} {i}")
+                                                for i in range(6)])
+    settings = load_settings(environ={}, profile="tfidf", index_dir=str(tmp_path / "index"), cache_dir="",
+                             state_dir=str(tmp_path / "state"), reload_interval=0.0)
+    build_index([corpus], settings.index_dir, settings)
+    client = create_app(settings).test_client()
+    first = client.get("/v1/articles/a0/related").get_json()["index_version"]
+    failures, versions, stop = [], set(), threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            answer = client.get("/v1/articles/a0/related?k=3")
+            if answer.status_code != 200:
+                failures.append(answer.status_code)
+            else:
+                versions.add(answer.get_json()["index_version"])
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    write_jsonl(corpus, [record(f"a{i}", body=f"{BODIES['wahl']} {EXTRA[i % 3]} {i}") for i in range(8)])
+    published = {first} | {build_index([corpus], settings.index_dir, settings).snapshot.name for _ in range(2)}
+    stop.set()
+    for thread in threads:
+        thread.join()
+    latest = client.get("/v1/articles/a7/related").get_json()
+    assert failures == [] and latest["index_version"] != first
+    assert versions <= published  # every answer came from one whole, published snapshot
+    text = client.get("/metrics").get_data(as_text=True)
+    assert f'version="{latest["index_version"]}"' in text and "recommender_index_articles 8.0" in text
+
+
+def test_a_corrupt_new_snapshot_is_refused_and_the_old_one_keeps_serving(tmp_path):
+    from recommender.index import resolve_snapshot
+
+    corpus = write_jsonl(tmp_path / "c.jsonl", [record(f"a{i}", body=f"{BODIES['flut']} {EXTRA[i % 3]}") for i in range(3)])
+    settings = load_settings(environ={}, profile="tfidf", index_dir=str(tmp_path / "index"), cache_dir="",
+                             state_dir=str(tmp_path / "state"), reload_interval=0.0)
+    build_index([corpus], settings.index_dir, settings)
+    client = create_app(settings).test_client()
+    first = client.get("/v1/articles/a0/related").get_json()["index_version"]
+    build_index([corpus], settings.index_dir, settings)
+    broken = resolve_snapshot(settings.index_dir) / "sparse_tfidf_data.npy"
+    data = bytearray(broken.read_bytes())
+    data[-1] ^= 0xFF
+    broken.write_bytes(bytes(data))
+    answer = client.get("/v1/articles/a0/related")
+    assert answer.status_code == 200 and answer.get_json()["index_version"] == first
