@@ -85,7 +85,7 @@ def test_missing_index_and_invalid_corpus(tmp_path, env, capsys):
     bad = write_jsonl(tmp_path / "bad.jsonl", [record("a"), record("b", published_at="2026-01-01")])
     assert main(["index", str(bad), "--index", str(env), "--quiet"]) == 1
     assert f"{bad}:2: published_at" in capsys.readouterr().err
-    assert not env.exists() or not any((env / "snapshots").iterdir())
+    assert not (env / "snapshots").exists() or not any((env / "snapshots").iterdir())
 
 
 def test_skip_invalid_reports_what_it_skipped(tmp_path, env, capsys):
