@@ -111,6 +111,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     if summary.skipped:
         print(f"skipped {len(summary.skipped)} invalid record(s)", file=sys.stderr)
     stages = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in summary.seconds.items())
+    print(", ".join(f"{count} {what}" for what, count in summary.changes.items()) + " (against the published index)")
     print(f"indexed {summary.articles} articles ({summary.articles_per_second:.1f} articles/s; {stages}) "
           f"with profile '{settings.profile}' into {summary.snapshot}")
     return 0

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from .config import Settings
-from .corpus import Problem, load_corpus
+from .corpus import Article, CorpusError, Problem, load_corpus
 from .engine import signal_encoder
 from .index import IndexProblem, load_snapshot, new_snapshot_dir, profile_fingerprint, publish, write_snapshot
 from .profiles import get_profile
@@ -56,6 +56,7 @@ class BuildSummary:
     articles: int
     skipped: list[Problem] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    changes: dict[str, int] = field(default_factory=dict)
 
     @property
     def articles_per_second(self) -> float:
@@ -88,9 +89,8 @@ def _build(
     start = time.perf_counter()
     loaded = load_corpus(corpus_paths, skip_invalid=skip_invalid)
     if not loaded.articles:
-        from .corpus import CorpusError
-
         raise CorpusError("the corpus holds no valid article")
+    changes = compare_with_published(index_dir, loaded.articles)
     timings["read"] = time.perf_counter() - start
 
     profile = get_profile(settings.profile)
@@ -112,4 +112,17 @@ def _build(
         shutil.rmtree(target, ignore_errors=True)
         raise
     timings["write"] = time.perf_counter() - start
-    return BuildSummary(target, len(loaded.articles), loaded.problems, timings)
+    return BuildSummary(target, len(loaded.articles), loaded.problems, timings, changes)
+
+
+def compare_with_published(index_dir: str | Path, articles: Sequence[Article]) -> dict[str, int]:
+    """How the corpus differs from the published snapshot: new, changed, unchanged and deleted articles."""
+    try:
+        previous = {a["id"]: a["content_hash"] for a in load_snapshot(index_dir, verify=False).articles}
+    except IndexProblem:
+        previous = {}
+    hashes = {a.id: a.content_hash() for a in articles}
+    known = hashes.keys() & previous.keys()
+    unchanged = sum(1 for i in known if hashes[i] == previous[i])
+    return {"new": len(hashes.keys() - previous.keys()), "changed": len(known) - unchanged,
+            "unchanged": unchanged, "deleted": len(previous.keys() - hashes.keys())}

@@ -31,6 +31,11 @@ def test_second_run_embeds_nothing_again(tmp_path, corpus, monkeypatch):
     write_jsonl(corpus, [record(f"a{i}", body=body) for i, body in enumerate(BODIES)] + [record("new", body="Neu.")])
     jobs.build_index([corpus], settings.index_dir, settings)
     assert sum(calls) == 4  # only the new article
+    write_jsonl(corpus, [record("a0", body=BODIES[0]), record("a1", body="Geändert."), record("new", body="Neu.")])
+    summary = jobs.build_index([corpus], settings.index_dir, settings)
+    assert summary.changes == {"new": 0, "changed": 1, "unchanged": 2, "deleted": 1}
+    assert sum(calls) == 5  # only the changed article; the deleted one left the index
+    assert [a["id"] for a in load_snapshot(settings.index_dir).articles] == ["a0", "a1", "new"]
 
 
 @pytest.mark.parametrize("failure", [RuntimeError("disk full"), KeyboardInterrupt()])
