@@ -11,17 +11,20 @@ from .profiles import Profile
 from .ranking import SECONDS_PER_DAY, Related
 
 
-def shared_terms(snapshot: Snapshot, signal: str, row_a: int, row_b: int, top: int = 6) -> list[str]:
-    """The vocabulary entries that add most to the lexical similarity of two indexed articles."""
+def shared_terms(snapshot: Snapshot, signal: str, row_a: int, row_b: int, top: int = 6,
+                 max_doc_share: float = 0.5) -> list[str]:
+    """The vocabulary entries that add most to the lexical similarity of two indexed articles, leaving out
+    terms found in more than max_doc_share of all articles (function words, in any language)."""
     if signal not in snapshot.sparse:
         return []
-    matrix = snapshot.sparse[signal]
+    matrix, model = snapshot.sparse[signal], snapshot.sparse_models[signal]
     product = matrix[row_a].multiply(matrix[row_b]).tocoo()
-    if product.nnz == 0:
-        return []
-    order = np.argsort(-product.data)[:top]
-    vocabulary = snapshot.sparse_models[signal].vocabulary_
-    return [vocabulary[int(product.col[i])] for i in order]
+    # scikit-learn's smoothed idf = ln((1 + n) / (1 + df)) + 1, solved for the document frequency df.
+    n = matrix.shape[0]
+    doc_share = ((1 + n) / np.exp(model.idf_[product.col] - 1.0) - 1.0) / n
+    keep = doc_share <= max_doc_share + 1e-6
+    order = np.argsort(-product.data[keep])[:top]
+    return [model.vocabulary_[int(column)] for column in product.col[keep][order]]
 
 
 def explain(snapshot: Snapshot, profile: Profile, article_row: int, related: Related, recency_weight: float,

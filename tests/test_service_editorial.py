@@ -142,7 +142,8 @@ def test_search_and_explain_for_the_editors_page(client):
     assert data["article"]["id"] == "flut-0" and len(data["items"]) == 4
     first, second = data["items"][0], data["items"][1]
     assert first["id"] == "wahl-3" and first["pinned"] and first["position"] == 1
-    assert second["id"].startswith("flut-") and "flut" in second["shared_terms"] and len(second["shared_terms"]) <= 6
+    assert second["id"].startswith("flut-") and "passau" in second["shared_terms"] and len(second["shared_terms"]) <= 6
+    assert "die" not in second["shared_terms"]  # in every article: not a reason
     assert set(second["signals"]) >= {"tfidf"} and second["signals"]["tfidf"]["weight"] == 1.0
     assert second["age_days"] >= 0 and 0 < second["freshness"] <= 1
     assert data["removed"]["exclude"] == 1  # the block
