@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +21,8 @@ from .corpus import Article, article_from_json
 from .db import connect_state
 from .index import Snapshot, article_metadata
 from .textprep import TextView, prepare
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS live_articles (
@@ -112,7 +115,13 @@ class Stacked:
 def live_view(base: Snapshot, live: list[tuple[Article, dict[str, np.ndarray]]], version: int) -> Snapshot:
     """The snapshot with the live articles laid over it: new ids appended, changed ones shadowing their
     indexed version. Live articles identical to their indexed version (a re-index caught up) are skipped."""
-    fresh = [(a, v) for a, v in live
+    dims = {name: matrix.shape[1] for name, matrix in base.dense.items()}
+    usable = [(a, v) for a, v in live if all(name in v and v[name].shape == (dim,) for name, dim in dims.items())]
+    if len(usable) < len(live):
+        # Embedded under another profile: they come back with the next PUT or index run of those articles.
+        log.warning("%d live article(s) lack vectors for this index's signals and are not served",
+                    len(live) - len(usable))
+    fresh = [(a, v) for a, v in usable
              if a.id not in base.row_of or base.articles[base.row_of[a.id]]["content_hash"] != a.content_hash()]
     if not fresh:
         return base

@@ -35,13 +35,17 @@ def test_stacked_rows_and_products_match_a_real_concatenation():
     assert sparse_stacked.shape == (7, 3)
 
 
-@pytest.fixture(params=["tfidf", "use"])
-def settings(request, tmp_path):
+def indexed(tmp_path, profile):
     corpus = write_jsonl(tmp_path / "c.jsonl", [record(i, title=i, body=b) for i, b in BODIES.items()])
-    settings = load_settings(environ={}, profile=request.param, index_dir=str(tmp_path / "index"),
+    settings = load_settings(environ={}, profile=profile, index_dir=str(tmp_path / "index"),
                              cache_dir=str(CACHE_DIR), state_dir=str(tmp_path / "state"))
     build_index([corpus], settings.index_dir, settings)
     return settings
+
+
+@pytest.fixture(params=["tfidf", "use"])
+def settings(request, tmp_path):
+    return indexed(tmp_path, request.param)
 
 
 def ids(client, article_id, k=5):
@@ -99,3 +103,13 @@ def test_invalid_articles_are_refused(settings, body, status):
     answer = client.put("/v1/articles/x", json=body, headers=AUTH)
     assert answer.status_code == status and answer.get_json()["error"] == "invalid_article"
     assert client.put("/v1/articles/x", json=record("x")).status_code == 401
+
+
+def test_live_articles_from_another_profile_are_skipped_not_fatal(tmp_path):
+    from recommender.corpus import article_from_json
+    from recommender.engine import Recommender
+
+    engine = Recommender.open(indexed(tmp_path, "use"))
+    engine.live.put(article_from_json(record("odd", body="Donau Passau.")), {"some-other-signal": np.ones(3)})
+    engine.refresh()
+    assert "odd" not in engine.snapshot.row_of and engine.related("flut-0").ids
