@@ -18,7 +18,6 @@ from .profiles import Profile, get_profile
 from .ranking import Filters, RankOptions, Related, query_from_row, rank
 from .signals import RawText, SignalEncoder
 
-
 log = logging.getLogger(__name__)
 
 
@@ -121,7 +120,7 @@ class Recommender:
         if base_changed or live_version != self._live_version:
             if self.live is not None:
                 version, articles = self.live.articles()
-                self.snapshot = live_view(self.base, articles, version)
+                self.snapshot = live_view(self.base, articles, version, self.encoder.lexical_rows)
                 self._live_version = version
             else:
                 self.snapshot, self._live_version = self.base, live_version

@@ -12,7 +12,7 @@ import logging
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from scipy import sparse
@@ -20,7 +20,6 @@ from scipy import sparse
 from .corpus import Article, article_from_json
 from .db import connect_state
 from .index import Snapshot, article_metadata
-from .textprep import TextView, prepare
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +111,17 @@ class Stacked:
         return stacked[order]
 
 
-def live_view(base: Snapshot, live: list[tuple[Article, dict[str, np.ndarray]]], version: int) -> Snapshot:
+def live_view(
+    base: Snapshot,
+    live: list[tuple[Article, dict[str, np.ndarray]]],
+    version: int,
+    lexical_rows: Callable[[list[Article], dict[str, Any]], dict[str, sparse.csr_matrix]],
+) -> Snapshot:
     """The snapshot with the live articles laid over it: new ids appended, changed ones shadowing their
-    indexed version. Live articles identical to their indexed version (a re-index caught up) are skipped."""
+    indexed version. Live articles identical to their indexed version (a re-index caught up) are skipped.
+
+    lexical_rows(articles, sparse_models) : the articles' lexical rows (SignalEncoder.lexical_rows).
+    """
     dims = {name: matrix.shape[1] for name, matrix in base.dense.items()}
     usable = [(a, v) for a, v in live if all(name in v and v[name].shape == (dim,) for name, dim in dims.items())]
     if len(usable) < len(live):
@@ -128,9 +135,8 @@ def live_view(base: Snapshot, live: list[tuple[Article, dict[str, np.ndarray]]],
     articles = [a for a, _ in fresh]
     dense = {name: Stacked(matrix, np.stack([v[name] for _, v in fresh]).astype(np.float32))
              for name, matrix in base.dense.items()}
-    matrices = {name: Stacked(matrix, base.sparse_models[name].transform([prepare(a, _view_of(base, name))
-                                                                          for a in articles]))
-                for name, matrix in base.sparse.items()}
+    rows = lexical_rows(articles, base.sparse_models)
+    matrices = {name: Stacked(matrix, rows[name]) for name, matrix in base.sparse.items()}
     stamps = np.concatenate([base.published_at, [int(a.published_at.timestamp()) for a in articles]]).astype(np.int64)
     shadowed = np.zeros(len(base) + len(articles), dtype=bool)
     for article in articles:
@@ -140,10 +146,3 @@ def live_view(base: Snapshot, live: list[tuple[Article, dict[str, np.ndarray]]],
     return Snapshot(base.path, manifest, base.articles + [article_metadata(a) for a in articles], dense, matrices,
                     base.sparse_models, stamps, shadowed=shadowed if shadowed.any() else None)
 
-
-def _view_of(snapshot: Snapshot, name: str) -> TextView:
-    """The text view a signal of this snapshot was built with."""
-    for signal in snapshot.manifest["config"]["profile"]["signals"]:
-        if signal["name"] == name:
-            return TextView(**signal["view"])
-    raise KeyError(name)

@@ -90,7 +90,9 @@ def signal_similarities(
     """Cosine similarity of the query with the articles (all, or those in rows), per signal (all, or those in
     names): name -> (n,) float32. A full scan reads every vector, so callers ask only for what they weigh."""
     sims: dict[str, np.ndarray] = {}
-    for name in snapshot.dense.keys() | snapshot.sparse.keys() if names is None else names:
+    if names is None:
+        names = [*snapshot.dense, *snapshot.sparse]
+    for name in names:
         if name in snapshot.dense:
             vectors = snapshot.dense[name] if rows is None else snapshot.dense[name][rows]
             sims[name] = np.asarray(vectors @ query.dense[name], dtype=np.float32)

@@ -102,11 +102,15 @@ class SignalEncoder:
         """The dense signals of one article: signal name -> (dim,) float32."""
         return {s.name: self._embed_chunked(s, [prepare_chunks(text, s.view)])[0] for s in self.profile.dense}
 
+    def lexical_rows(self, texts: Sequence[HasText], sparse_models: dict[str, TfidfModel]) -> dict[str, Any]:
+        """The lexical signals of articles that are not in the index, against an index's fitted models:
+        signal name -> csr_matrix of shape (len(texts), n_terms)."""
+        return {s.name: sparse_models[s.name].transform([prepare(t, s.view) for t in texts])
+                for s in self.profile.sparse}
+
     def embed_query(self, text: HasText, sparse_models: dict[str, TfidfModel]) -> QueryVectors:
         """The signals of one article that is not in the index, against an index's fitted lexical models."""
-        dense = self.embed_dense(text)
-        rows = {s.name: sparse_models[s.name].transform([prepare(text, s.view)]) for s in self.profile.sparse}
-        return QueryVectors(dense, rows)
+        return QueryVectors(self.embed_dense(text), self.lexical_rows([text], sparse_models))
 
 
 def mean_of_chunks(vectors: np.ndarray, counts: Sequence[int]) -> np.ndarray:
