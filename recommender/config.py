@@ -52,6 +52,12 @@ class Settings:
     cors_origins: str = _setting("", "Comma-separated origins allowed to call the API from a browser; empty = none.")
     cache_max_age: int = _setting(60, "Seconds browsers and CDNs may cache a related-links answer.")
     max_request_bytes: int = _setting(1_000_000, "Largest request body accepted (larger ones get 413).")
+    vector_dtype: str = _setting("float16", "How index snapshots store dense vectors: float16 (half the memory) or float32.")
+    ann_min_articles: int = _setting(
+        20_000, "Indexes with at least this many articles get an approximate-neighbour graph and precomputed candidate lists; smaller ones are scanned exactly."
+    )
+    candidates: int = _setting(100, "Candidates per article kept in the precomputed lists (and fetched from the graph) before re-ranking.")
+    ann_expansion: int = _setting(200, "Breadth of an approximate-neighbour search (usearch `expansion_search`): higher is slower and closer to exact.")
 
     @property
     def cors_origin_list(self) -> list[str]:
@@ -98,7 +104,8 @@ def _build(values: Mapping[str, Any]) -> Settings:
         raise ConfigError(f"unknown setting(s): {', '.join(unknown)} (known: {', '.join(known)})")
     typed = {name: _coerce(name, _TYPES[known[name].type], value) for name, value in values.items()}
     settings = Settings(**typed)
-    for name in ("threads", "batch_size", "keep_snapshots", "default_k", "max_k", "workers", "max_request_bytes"):
+    for name in ("threads", "batch_size", "keep_snapshots", "default_k", "max_k", "workers", "max_request_bytes",
+                 "candidates", "ann_expansion"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"setting {name!r} must be at least 1")
     if not 0.0 <= settings.recency_weight <= 1.0:
@@ -107,6 +114,10 @@ def _build(values: Mapping[str, Any]) -> Settings:
         raise ConfigError("setting 'reload_interval' must not be negative")
     if settings.cache_max_age < 0:
         raise ConfigError("setting 'cache_max_age' must not be negative")
+    if settings.vector_dtype not in ("float16", "float32"):
+        raise ConfigError("setting 'vector_dtype' must be float16 or float32")
+    if settings.ann_min_articles < 0:
+        raise ConfigError("setting 'ann_min_articles' must not be negative")
     if settings.recency_half_life_days <= 0:
         raise ConfigError("setting 'recency_half_life_days' must be positive")
     return settings
