@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
-from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
+from . import joblog
+from .cluster import ClusterError
 from .config import ConfigError, Settings, load_settings, setting_docs
 from .corpus import CorpusError
 from .encoders import EncoderUnavailable
@@ -16,11 +18,11 @@ from .index import IndexProblem
 from .payloads import related_json
 from .profiles import BASELINES, PROFILES, UnknownProfile, get_profile
 from .ranking import Filters
-from .signals import Progress
 
 # Errors a user can cause and fix; they get one line, not a traceback. OSError covers unreadable corpus
 # files, a full disk or a read-only index directory.
-EXPECTED_ERRORS = (ConfigError, CorpusError, DatasetError, EncoderUnavailable, IndexProblem, UnknownArticle, OSError)
+EXPECTED_ERRORS = (ClusterError, ConfigError, CorpusError, DatasetError, EncoderUnavailable, IndexProblem,
+                   UnknownArticle, OSError)
 
 
 class UsageError(ValueError):
@@ -40,7 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--index", dest="index_dir", help="index directory (setting index_dir)")
     index.add_argument("--profile", help=f"ranking profile: {', '.join(PROFILES)}")
     index.add_argument("--skip-invalid", action="store_true", help="skip invalid records instead of failing")
-    index.add_argument("--quiet", action="store_true", help="no progress bar")
+    index.add_argument("--cluster", metavar="tcp://HOST:PORT",
+                       help="embed on the workers of this Dask scheduler (setting cluster)")
+    index.add_argument("--quiet", action="store_true", help="only errors and the final summary")
+    index.add_argument("--log-json", action="store_true",
+                       help="one JSON object per line on stderr (start, progress, stage_done, summary, error)")
 
     related = commands.add_parser("related", help="related stories of an indexed article")
     related.add_argument("id", help="article id")
@@ -77,18 +83,6 @@ def _filter_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exclude", action="append", default=[], help="never suggest this id (repeatable)")
 
 
-def _tqdm_progress(quiet: bool) -> Progress:
-    from tqdm import tqdm
-
-    @contextmanager
-    def progress(description: str, total: int) -> Iterator[Any]:
-        with tqdm(total=total, desc=description, unit=" articles", disable=quiet, file=sys.stderr,
-                  mininterval=1.0, dynamic_ncols=True) as bar:
-            yield bar
-
-    return progress
-
-
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(
         args.config,
@@ -97,23 +91,39 @@ def _settings(args: argparse.Namespace) -> Settings:
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
         workers=getattr(args, "workers", None),
+        cluster=getattr(args, "cluster", None),
     )
 
 
 def cmd_index(args: argparse.Namespace) -> int:
     from .jobs import build_index
 
+    mode = joblog.choose_mode(args.quiet, args.log_json)
+    joblog.configure(mode)
     settings = _settings(args)
     get_profile(settings.profile)
-    summary = build_index(args.corpus, settings.index_dir, settings, args.skip_invalid, _tqdm_progress(args.quiet))
+    joblog.event("start", f"indexing {', '.join(args.corpus)} into {settings.index_dir} with profile "
+                 f"'{settings.profile}'" + (f" on the cluster {settings.cluster}" if settings.cluster else ""),
+                 corpus=args.corpus, index_dir=settings.index_dir, profile=settings.profile,
+                 cluster=settings.cluster or None)
+    summary = build_index(args.corpus, settings.index_dir, settings, args.skip_invalid, joblog.progress_for(mode))
     for problem in summary.skipped:
-        print(f"skipped {problem}", file=sys.stderr)
+        joblog.event("skipped", f"skipped {problem}", logging.WARNING, problem=str(problem))
     if summary.skipped:
-        print(f"skipped {len(summary.skipped)} invalid record(s)", file=sys.stderr)
+        joblog.event("skipped", f"skipped {len(summary.skipped)} invalid record(s)", logging.WARNING,
+                     count=len(summary.skipped))
     stages = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in summary.seconds.items())
-    print(", ".join(f"{count} {what}" for what, count in summary.changes.items()) + " (against the published index)")
-    print(f"indexed {summary.articles} articles ({summary.articles_per_second:.1f} articles/s; {stages}) "
-          f"with profile '{settings.profile}' into {summary.snapshot}")
+    changes = ", ".join(f"{count} {what}" for what, count in summary.changes.items())
+    done = (f"indexed {summary.articles} articles ({summary.articles_per_second:.1f} articles/s; {stages}) "
+            f"with profile '{settings.profile}' into {summary.snapshot}")
+    if mode == "json":
+        joblog.event("summary", done, articles=summary.articles, **summary.changes,
+                     skipped_invalid=len(summary.skipped), seconds={k: round(v, 3) for k, v in summary.seconds.items()},
+                     articles_per_second=round(summary.articles_per_second, 2), profile=settings.profile,
+                     snapshot=str(summary.snapshot))
+    else:
+        print(f"{changes} (against the published index)")
+        print(done)
     return 0
 
 
@@ -159,7 +169,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     baselines = [get_profile(name) for name in args.baselines.split(",") if name.strip()]
     dataset = load_dataset(args.dataset)
     encoder = signal_encoder(settings, union_profile([profile, *baselines]))
-    report = evaluate(dataset, profile, baselines, encoder, _tqdm_progress(args.quiet))
+    report = evaluate(dataset, profile, baselines, encoder, joblog.bar_progress(disable=args.quiet))
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
     else:
@@ -209,20 +219,27 @@ COMMANDS = {"index": cmd_index, "related": cmd_related, "serve": cmd_serve, "eva
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 success, 1 failure, 2 bad usage)."""
+    """Run the command line; returns the exit status (0 success, 1 failure, 2 bad usage, 130 interrupted)."""
     parser = _parser()
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except (UsageError, ConfigError, UnknownProfile) as exc:
-        parser.exit(2, f"recommender: error: {exc}\n")
+        parser.exit(_report_failure(args, f"error: {exc}", 2))
     except EXPECTED_ERRORS as exc:
-        print(f"recommender: error: {exc}", file=sys.stderr)
-        return 1
+        return _report_failure(args, f"error: {exc}", 1)
     except KeyboardInterrupt:
-        print("recommender: interrupted; the published index is unchanged", file=sys.stderr)
-        return 130
+        return _report_failure(args, "interrupted; the published index is unchanged", 130)
     return 0
+
+
+def _report_failure(args: argparse.Namespace, message: str, status: int) -> int:
+    """One line on stderr (a JSON `error` event under --log-json, where usage errors also get one)."""
+    if getattr(args, "log_json", False):
+        joblog.event("error", message.removeprefix("error: "), logging.ERROR, exit_code=status)
+    else:
+        print(f"recommender: {message}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

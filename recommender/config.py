@@ -33,6 +33,9 @@ class Settings:
     cache_dir: str = _setting("data/cache", "Embedding cache, keyed by prepared text and encoder; empty string disables it.")
     threads: int = _setting(2, "CPU threads for each encoder (match the machine's cores).")
     batch_size: int = _setting(32, "Articles embedded per batch.")
+    cluster: str = _setting(
+        "", "Dask scheduler address (tcp://host:8786) on whose workers the index job embeds; empty = this machine."
+    )
     keep_snapshots: int = _setting(3, "Published index snapshots kept on disk (the newest is served).")
     reload_interval: float = _setting(1.0, "Seconds between a server's checks for a newly published snapshot.")
     state_dir: str = _setting("data/state", "Editors' decisions (SQLite), kept apart from index snapshots; empty disables them.")

@@ -5,7 +5,7 @@ import hashlib
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -49,17 +49,36 @@ class EmbeddingCache:
         self._db.close()
 
 
+class BatchExecutor(Protocol):
+    """Encodes batches of texts somewhere: in this process (LocalExecutor) or on a cluster (cluster.py)."""
+
+    def map(self, encoder: DenseEncoder, batches: Sequence[list[str]]) -> Iterator[tuple[int, np.ndarray]]:
+        """(batch number, vectors of shape (len(batch), dim), float32) for every batch, in any order."""
+        ...
+
+
+class LocalExecutor:
+    """Encodes batch after batch in this process, with the encoder's own threads."""
+
+    def map(self, encoder: DenseEncoder, batches: Sequence[list[str]]) -> Iterator[tuple[int, np.ndarray]]:
+        """(batch number, vectors) in order, each computed when asked for."""
+        for number, texts in enumerate(batches):
+            yield number, encoder.encode(texts)
+
+
 def encode_cached(
     encoder: DenseEncoder,
     texts: Sequence[str],
     cache: EmbeddingCache | None = None,
     batch_size: int = 32,
     on_batch: Callable[[int], None] | None = None,
+    executor: BatchExecutor | None = None,
 ) -> np.ndarray:
     """Vectors of shape (len(texts), dim), float32: from the cache where present, else encoded in batches.
 
     on_batch(n) is called after each batch with the number of texts it covered (cached ones included),
     for progress bars; batches are written to the cache as they finish, so an interrupted run resumes.
+    executor decides where the batches are encoded (default: in this process).
     """
     identity = encoder.identity()
     keys = [cache_key(identity, t) for t in texts]
@@ -74,9 +93,10 @@ def encode_cached(
     if on_batch and len(keys) - len(cached) > len(todo):
         on_batch(len(keys) - len(cached) - len(todo))
     vectors: dict[str, np.ndarray] = dict(cached)
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start:start + batch_size]
-        encoded = encoder.encode([texts[i] for i in batch])
+    batches = [todo[start:start + batch_size] for start in range(0, len(todo), batch_size)]
+    runner = executor or LocalExecutor()
+    for number, encoded in runner.map(encoder, [[texts[i] for i in batch] for batch in batches]):
+        batch = batches[number]
         fresh = {keys[i]: encoded[j] for j, i in enumerate(batch)}
         if cache is not None:
             cache.put_many(fresh)

@@ -4,18 +4,28 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from .cluster import dask_executor
 from .config import Settings
 from .corpus import Article, CorpusError, Problem, load_corpus
 from .engine import signal_encoder
-from .index import IndexProblem, load_snapshot, new_snapshot_dir, profile_fingerprint, publish, write_snapshot
+from .index import (
+    IndexProblem,
+    SignalArrays,
+    load_snapshot,
+    new_snapshot_dir,
+    profile_fingerprint,
+    publish,
+    write_snapshot,
+)
+from .joblog import event
 from .profiles import get_profile
 from .signals import Progress, no_progress
+from .stages import StageClock, stage
 
 
 class IndexLocked(IndexProblem):
@@ -85,34 +95,48 @@ def _build(
     skip_invalid: bool,
     progress: Progress,
 ) -> BuildSummary:
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    loaded = load_corpus(corpus_paths, skip_invalid=skip_invalid)
-    if not loaded.articles:
-        raise CorpusError("the corpus holds no valid article")
-    changes = compare_with_published(index_dir, loaded.articles)
-    timings["read"] = time.perf_counter() - start
+    clock = StageClock(on_done=_announce_stage)
+    with clock.running(), ExitStack() as resources:
+        executor = None
+        if settings.cluster:
+            # Connect first: a wrong address should fail before minutes of reading a large corpus.
+            with stage("connect"):
+                executor = resources.enter_context(dask_executor(settings.cluster))
+        with stage("read"):
+            loaded = load_corpus(corpus_paths, skip_invalid=skip_invalid)
+            if not loaded.articles:
+                raise CorpusError("the corpus holds no valid article")
+            changes = compare_with_published(index_dir, loaded.articles)
 
-    profile = get_profile(settings.profile)
-    encoder = signal_encoder(settings, profile)
-    start = time.perf_counter()
-    arrays = encoder.embed_articles(loaded.articles, progress)
-    timings["embed"] = time.perf_counter() - start
+        profile = get_profile(settings.profile)
+        encoder = signal_encoder(settings, profile)
+        encoder.executor = executor
+        arrays = SignalArrays()
+        with stage("embed"):
+            encoder.embed_dense_signals(loaded.articles, arrays, progress)
+        resources.close()  # the cluster is not needed any more
+        with stage("lexical"):
+            encoder.fit_lexical(loaded.articles, arrays)
 
-    start = time.perf_counter()
-    target = new_snapshot_dir(index_dir)
-    identities = encoder.identities()
-    try:
-        write_snapshot(target, loaded.articles, arrays, profile, identities,
-                       extra={"skipped_invalid": len(loaded.problems)})
-        # Read back what was written before anyone is pointed at it.
-        load_snapshot(target, expected=profile_fingerprint(profile, identities), verify=True)
-        publish(index_dir, target, keep=settings.keep_snapshots)
-    except BaseException:
-        shutil.rmtree(target, ignore_errors=True)
-        raise
-    timings["write"] = time.perf_counter() - start
-    return BuildSummary(target, len(loaded.articles), loaded.problems, timings, changes)
+        target = new_snapshot_dir(index_dir)
+        identities = encoder.identities()
+        try:
+            with stage("write"):
+                write_snapshot(target, loaded.articles, arrays, profile, identities,
+                               extra={"skipped_invalid": len(loaded.problems)})
+            with stage("verify"):
+                # Read back what was written before anyone is pointed at it.
+                load_snapshot(target, expected=profile_fingerprint(profile, identities), verify=True)
+            with stage("publish"):
+                publish(index_dir, target, keep=settings.keep_snapshots)
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+    return BuildSummary(target, len(loaded.articles), loaded.problems, clock.seconds, changes)
+
+
+def _announce_stage(name: str, seconds: float) -> None:
+    event("stage_done", f"{name} done in {seconds:.1f}s", stage=name, seconds=round(seconds, 3))
 
 
 def compare_with_published(index_dir: str | Path, articles: Sequence[Article]) -> dict[str, int]:

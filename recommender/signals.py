@@ -7,7 +7,7 @@ from typing import Any, Callable, ContextManager, Sequence
 
 import numpy as np
 
-from .embedcache import EmbeddingCache, encode_cached
+from .embedcache import BatchExecutor, EmbeddingCache, encode_cached
 from .encoders import DenseEncoder, TfidfModel, make_dense_encoder
 from .index import SignalArrays
 from .profiles import Profile, SignalSpec
@@ -38,7 +38,10 @@ class RawText:
 
 
 class SignalEncoder:
-    """Holds one encoder per dense signal of a profile; models load on first use and stay loaded."""
+    """Holds one encoder per dense signal of a profile; models load on first use and stay loaded.
+
+    executor decides where batches of uncached texts are encoded: in this process (None) or on a cluster.
+    """
 
     def __init__(
         self,
@@ -47,10 +50,12 @@ class SignalEncoder:
         batch_size: int = 32,
         cache: EmbeddingCache | None = None,
         sentence_transformer_model: str = "",
+        executor: BatchExecutor | None = None,
     ) -> None:
         self.profile = profile
         self.batch_size = batch_size
         self.cache = cache
+        self.executor = executor
         self.encoders: dict[str, DenseEncoder] = {
             s.name: make_dense_encoder(s.kind, threads=threads, model=sentence_transformer_model)
             for s in profile.dense
@@ -65,16 +70,25 @@ class SignalEncoder:
     def embed_articles(self, articles: Sequence[HasText], progress: Progress = no_progress) -> SignalArrays:
         """Every signal of the profile for every article; the lexical models are fitted on these articles."""
         arrays = SignalArrays()
+        self.embed_dense_signals(articles, arrays, progress)
+        self.fit_lexical(articles, arrays)
+        return arrays
+
+    def embed_dense_signals(self, articles: Sequence[HasText], arrays: SignalArrays,
+                            progress: Progress = no_progress) -> None:
+        """Fill arrays.dense: signal name -> (n_articles, dim) float32, one progress bar per signal."""
         for signal in self.profile.dense:
             chunks = [prepare_chunks(a, signal.view) for a in articles]
             with progress(f"embedding ({signal.name})", len(articles)) as bar:
                 arrays.dense[signal.name] = self._embed_chunked(signal, chunks, bar.update)
+
+    def fit_lexical(self, articles: Sequence[HasText], arrays: SignalArrays) -> None:
+        """Fill arrays.sparse and arrays.sparse_models: TF-IDF models fitted on these articles, and their rows."""
         for signal in self.profile.sparse:
             texts = [prepare(a, signal.view) for a in articles]
             model = _lexical_model(signal).fit(texts)
             arrays.sparse_models[signal.name] = model
             arrays.sparse[signal.name] = model.transform(texts)
-        return arrays
 
     def _embed_chunked(
         self, signal: SignalSpec, chunks: list[list[str]], on_done: Callable[[int], None] | None = None
@@ -83,7 +97,7 @@ class SignalEncoder:
         flat = [text for texts in chunks for text in texts]
         counts = [len(texts) for texts in chunks]
         if all(n == 1 for n in counts):
-            return encode_cached(self.encoders[signal.name], flat, self.cache, self.batch_size, on_batch=on_done)
+            return encode_cached(self.encoders[signal.name], flat, self.cache, self.batch_size, on_done, self.executor)
         # Progress counts articles, not chunks: scale what the cache reports (integer maths, exact at the end).
         embedded = reported = 0
 
@@ -95,7 +109,7 @@ class SignalEncoder:
                 on_done(articles_done - reported)
                 reported = articles_done
 
-        vectors = encode_cached(self.encoders[signal.name], flat, self.cache, self.batch_size, on_batch=report)
+        vectors = encode_cached(self.encoders[signal.name], flat, self.cache, self.batch_size, report, self.executor)
         return mean_of_chunks(vectors, counts)
 
     def embed_dense(self, text: HasText) -> dict[str, np.ndarray]:
