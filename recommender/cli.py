@@ -98,8 +98,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_index(args: argparse.Namespace) -> int:
     from .jobs import build_index
 
-    mode = joblog.choose_mode(args.quiet, args.log_json)
-    joblog.configure(mode)
+    mode = args.log_mode
     settings = _settings(args)
     get_profile(settings.profile)
     joblog.event("start", f"indexing {', '.join(args.corpus)} into {settings.index_dir} with profile "
@@ -222,14 +221,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 success, 1 failure, 2 bad usage, 130 interrupted)."""
     parser = _parser()
     args = parser.parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except (UsageError, ConfigError, UnknownProfile) as exc:
-        parser.exit(_report_failure(args, f"error: {exc}", 2))
-    except EXPECTED_ERRORS as exc:
-        return _report_failure(args, f"error: {exc}", 1)
-    except KeyboardInterrupt:
-        return _report_failure(args, "interrupted; the published index is unchanged", 130)
+    args.log_mode = joblog.choose_mode(getattr(args, "quiet", False), getattr(args, "log_json", False))
+    with joblog.configured(args.log_mode):
+        try:
+            return COMMANDS[args.command](args)
+        except (UsageError, ConfigError, UnknownProfile) as exc:
+            parser.exit(_report_failure(args, f"error: {exc}", 2))
+        except EXPECTED_ERRORS as exc:
+            return _report_failure(args, f"error: {exc}", 1)
+        except KeyboardInterrupt:
+            return _report_failure(args, "interrupted; the published index is unchanged", 130)
     return 0
 
 

@@ -39,7 +39,7 @@ class DaskExecutor:
         # cache while workers go on; twice the worker threads keeps every worker busy between round trips.
         window = max(2, 2 * sum(self.client.nthreads().values()))
         pending = iter(enumerate(batches))
-        running = as_completed()
+        running = as_completed(loop=self.client.loop)
         for number, texts in _take(pending, window):
             running.add(self._submit(recipe, number, texts))
         try:
@@ -91,6 +91,12 @@ def encode_batch(recipe: DenseEncoder, number: int, texts: list[str]) -> tuple[i
         encoder = _worker_encoders.setdefault(key, recipe)
         encoder.encode([])  # loads the model on first use
     return number, encoder.identity(), encoder.encode(texts)
+
+
+def loaded_encoders() -> list[str]:
+    """The encoder configurations this (worker) process has loaded: for checks that each loaded once."""
+    with _worker_lock:
+        return list(_worker_encoders)
 
 
 def _unloaded(encoder: DenseEncoder) -> DenseEncoder:

@@ -1,7 +1,7 @@
 """How a job reports on stderr: a progress bar on a terminal, periodic log lines elsewhere, JSON lines for
 schedulers, or nothing but errors and the summary (quiet).
 
-Jobs call event(); the command line picks the mode once with configure(). Everything goes through the
+Jobs call event(); the command line picks the mode with configured(). Everything goes through the
 stdlib logger "recommender.job", so an embedding application can attach handlers of its own instead.
 """
 from __future__ import annotations
@@ -66,19 +66,25 @@ def choose_mode(quiet: bool = False, log_json: bool = False, stream: IO[str] | N
     return "bar" if hasattr(stream, "isatty") and stream.isatty() else "plain"
 
 
-def configure(mode: str, stream: IO[str] | None = None) -> None:
-    """Send job events to stream (stderr by default) in the given mode, replacing an earlier configuration."""
+@contextmanager
+def configured(mode: str, stream: IO[str] | None = None) -> Iterator[None]:
+    """Send job events to stream (stderr by default) in the given mode while the block runs."""
     if mode not in MODES:
         raise ValueError(f"unknown log mode {mode!r} (known: {', '.join(MODES)})")
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if mode == "json" else PlainFormatter())
     if mode == "quiet":
         handler.addFilter(_quiet_filter)
-    for old in LOGGER.handlers[:]:
-        LOGGER.removeHandler(old)
+    saved = LOGGER.level, LOGGER.propagate
     LOGGER.addHandler(handler)
     LOGGER.setLevel(logging.INFO)
     LOGGER.propagate = False  # our lines only, not twice through the root logger
+    try:
+        yield
+    finally:
+        LOGGER.removeHandler(handler)
+        LOGGER.setLevel(saved[0])
+        LOGGER.propagate = saved[1]
 
 
 def progress_for(mode: str, interval: float = PROGRESS_INTERVAL) -> Progress:
