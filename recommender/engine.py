@@ -4,21 +4,42 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
+
+import numpy as np
 
 from .config import Settings
 from .corpus import Article
 from .editorial import EditorialStore, Rules
 from .embedcache import EmbeddingCache
-from .index import IndexProblem, Snapshot, load_snapshot, profile_fingerprint, resolve_snapshot
+from .index import (
+    IndexProblem,
+    Snapshot,
+    load_snapshot,
+    profile_fingerprint,
+    resolve_snapshot,
+)
 from .live import LiveStore, live_view
+from .neighbours import search_graphs
 from .profiles import Profile, get_profile
-from .ranking import Filters, RankOptions, Related, query_from_row, rank
+from .ranking import (
+    Filters,
+    QueryVectors,
+    RankOptions,
+    Related,
+    allowed_rows,
+    query_from_row,
+    rank,
+)
 from .signals import RawText, SignalEncoder
 
 log = logging.getLogger(__name__)
+
+# Filters so narrow that a graph search finds too few candidates: scan the allowed rows exactly when they are
+# at most this many (tens of milliseconds); beyond, answer with what the wide graph search found.
+EXACT_FALLBACK_ROWS = 200_000
 
 
 class UnknownArticle(KeyError):
@@ -80,7 +101,8 @@ class Recommender:
         profile = get_profile(settings.profile)
         encoder = signal_encoder(settings, profile, with_cache=False)
         expected = profile_fingerprint(profile, encoder.identities())
-        snapshot = load_snapshot(index_dir or settings.index_dir, expected=expected)
+        snapshot = load_snapshot(index_dir or settings.index_dir, expected=expected,
+                                 expansion_search=settings.ann_expansion)
         state = Path(settings.state_dir) if settings.state_dir else None
         editorial = EditorialStore(state / "editorial.sqlite") if state else None
         live = LiveStore(state / "live.sqlite") if state else None
@@ -103,7 +125,8 @@ class Recommender:
         if target == self.base.path.resolve() or target == self._refused:
             return False
         try:
-            self.base = load_snapshot(target, expected=self._expected())
+            self.base = load_snapshot(target, expected=self._expected(),
+                                      expansion_search=self.settings.ann_expansion)
         except IndexProblem as exc:
             self._refused = target  # do not retry on every request; a newer publish is tried again
             log.error("not switching to snapshot %s, still serving %s: %s", target, self.base.version, exc)
@@ -158,8 +181,7 @@ class Recommender:
             raise UnknownArticle(article_id)
         query = query_from_row(snapshot, row)
         filters = replace(filters, exclude_ids=(*filters.exclude_ids, *sorted(rules.hidden_for(article_id))))
-        return rank(snapshot, self.profile, query, filters, self.options(k), self_row=row,
-                    pins=rules.pins.get(article_id, ()))
+        return self._ranked(snapshot, query, filters, self.options(k), row, rules.pins.get(article_id, ()))
 
     def related_to_text(self, text: RawText, k: int | None = None, filters: Filters = Filters(),
                         now: datetime | None = None) -> Related:
@@ -168,4 +190,35 @@ class Recommender:
         snapshot = self.snapshot
         query = self.encoder.embed_query(text, snapshot.sparse_models)
         filters = replace(filters, exclude_ids=(*filters.exclude_ids, *sorted(self.rules().hidden_for(None))))
-        return rank(snapshot, self.profile, query, filters, self.options(k, now))
+        return self._ranked(snapshot, query, filters, self.options(k, now))
+
+    def _ranked(self, snapshot: Snapshot, query: QueryVectors, filters: Filters, options: RankOptions,
+                self_row: int | None = None, pins: Sequence[tuple[int, str]] = ()) -> Related:
+        """rank() over the candidates of the query; wider when filters or duplicates left fewer than k."""
+        candidates = self._candidates(snapshot, query, self_row, self.settings.candidates)
+        related = rank(snapshot, self.profile, query, filters, options, self_row, pins, candidates)
+        if candidates is None or len(related.suggestions) >= options.k:
+            return related
+        # Restrictive filters: a ten times wider graph search, then every row the filters allow.
+        wider = self._candidates(snapshot, query, None, 10 * self.settings.candidates)
+        related = rank(snapshot, self.profile, query, filters, options, self_row, pins, wider)
+        if len(related.suggestions) >= options.k:
+            return related
+        allowed = np.flatnonzero(allowed_rows(snapshot, filters, options.now or datetime.now(timezone.utc)))
+        if allowed.size > EXACT_FALLBACK_ROWS:
+            return related
+        return rank(snapshot, self.profile, query, filters, options, self_row, pins, allowed)
+
+    @staticmethod
+    def _candidates(snapshot: Snapshot, query: QueryVectors, row: int | None, count: int) -> np.ndarray | None:
+        """The rows worth scoring: None (all) in an exactly scanned index; else the row's precomputed list, or
+        a graph search for a text or a live article, plus every article added since the snapshot was built
+        (so new stories reach the lists of old ones at once)."""
+        if not snapshot.searched_by_graph:
+            return None
+        lists = snapshot.candidates
+        if row is not None and row < snapshot.graph_rows and count <= lists.shape[1]:
+            found = np.asarray(lists[row])
+        else:
+            found = search_graphs(snapshot.graphs, query.dense, count).ravel()
+        return np.concatenate([found, np.arange(snapshot.graph_rows, len(snapshot))])

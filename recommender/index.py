@@ -5,9 +5,14 @@ Layout of an index directory::
     DIR/current                  -> snapshots/<name>   (symbolic link, swapped atomically)
     DIR/snapshots/<name>/manifest.json
     DIR/snapshots/<name>/articles.jsonl               (metadata, one article a line, row order)
-    DIR/snapshots/<name>/dense_<signal>.npy           (n_articles, dim) float32, memory-mapped
+    DIR/snapshots/<name>/articles_offsets.npy         (n_articles + 1,) int64 byte offset of each line
+    DIR/snapshots/<name>/id_hashes.npy, id_rows.npy   sorted 64-bit id hashes and their rows (id lookup)
+    DIR/snapshots/<name>/lang_codes.npy, section_codes.npy   small integer codes (values in the manifest)
+    DIR/snapshots/<name>/dense_<signal>.npy           (n_articles, dim) float16 or float32, memory-mapped
     DIR/snapshots/<name>/sparse_<signal>_{data,indices,indptr,idf}.npy, sparse_<signal>_vocabulary.json
     DIR/snapshots/<name>/published_at.npy             (n_articles,) int64 seconds since the epoch
+    DIR/snapshots/<name>/graph_<signal>.usearch       large indexes only: neighbour graph (neighbours.py)
+    DIR/snapshots/<name>/candidates.npy               large indexes only: (n_articles, C) int32 candidate rows
 
 A snapshot is never changed after it is written; a new build writes a new snapshot beside the old one,
 verifies it and only then swaps `current`. Arrays are read with allow_pickle=False: never a pickle.
@@ -19,21 +24,26 @@ import json
 import os
 import shutil
 import sys
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
+import xxhash
 from scipy import sparse
 
 from .corpus import Article
 from .encoders import TfidfModel
+from .metadata import ArticleTable, RowLookup, codes_of, encode_column, jsonl_with_offsets, sorted_id_hashes
+from .neighbours import SearchLayout, build_graph, candidate_lists, graph_signals, open_graph
 from .profiles import Profile
 from .textprep import TEXTPREP_VERSION, make_teaser
 
-FORMAT_VERSION = 1
+# 2: float16 vectors, metadata read on demand, xxh3 checksums, graphs and candidate lists.
+FORMAT_VERSION = 2
 CURRENT = "current"
 SNAPSHOTS = "snapshots"
 
@@ -72,32 +82,44 @@ class SignalArrays:
 class Snapshot:
     """A loaded, read-only index snapshot.
 
-    articles : metadata dicts in row order (no bodies)
-    dense : signal name -> ndarray of shape (n_articles, dim), float32, memory-mapped
+    articles : metadata dicts in row order (no bodies), decoded on access
+    dense : signal name -> ndarray of shape (n_articles, dim); memory-mapped float16 in large indexes
     sparse : signal name -> csr_matrix of shape (n_articles, n_terms), float32 (the word signal is 'tfidf')
-    sparse_models : signal name -> fitted TfidfModel, to turn a new text into a comparable row
+    sparse_models : signal name -> fitted TfidfModel, to turn a new text into a comparable row (loaded lazily)
     published_at : ndarray of shape (n_articles,), int64 seconds since the epoch
     shadowed : bool ndarray of shape (n_articles,) or None: rows replaced by a newer live version
+    row_of : id -> row
+    lang_codes, section_codes : per row, the index into lang_values / section_values (sections casefolded)
+    candidates : (graph_rows, C) int32 precomputed candidate rows (-1 = none), or None for an exact index
+    graphs : signal name -> neighbour graph over the first graph_rows rows (empty for an exact index)
     """
 
     path: Path
     manifest: dict[str, Any]
-    articles: list[dict[str, Any]]
-    dense: dict[str, np.ndarray]
-    sparse: dict[str, sparse.csr_matrix]
-    sparse_models: dict[str, TfidfModel]
+    articles: Sequence[dict[str, Any]]
+    dense: Mapping[str, Any]
+    sparse: Mapping[str, Any]
+    sparse_models: Mapping[str, TfidfModel]
     published_at: np.ndarray
     shadowed: np.ndarray | None = None
-    row_of: dict[str, int] = field(default_factory=dict)
-
-    langs: np.ndarray = field(init=False)
-    sections: np.ndarray = field(init=False)
+    row_of: Mapping[str, int] = None  # type: ignore[assignment]
+    lang_codes: np.ndarray = None  # type: ignore[assignment]
+    lang_values: list[str] = field(default_factory=list)
+    section_codes: np.ndarray = None  # type: ignore[assignment]
+    section_values: list[str] = field(default_factory=list)
+    candidates: np.ndarray | None = None
+    graphs: dict[str, Any] = field(default_factory=dict)
+    graph_rows: int = 0
 
     def __post_init__(self) -> None:
-        self.row_of = {a["id"]: i for i, a in enumerate(self.articles)}
-        # Columns for filters, so a request compares arrays instead of walking dicts.
-        self.langs = np.array([a["lang"] for a in self.articles], dtype=object)
-        self.sections = np.array([a["section"].casefold() for a in self.articles], dtype=object)
+        # Snapshots built in memory (tests, live views of small lists) derive their columns here.
+        if self.row_of is None:
+            self.row_of = {a["id"]: i for i, a in enumerate(self.articles)}
+        if self.lang_codes is None:
+            self.lang_codes, self.lang_values = encode_column([a["lang"] for a in self.articles])
+        if self.section_codes is None:
+            self.section_codes, self.section_values = encode_column(
+                [a["section"].casefold() for a in self.articles])
 
     def __len__(self) -> int:
         return len(self.articles)
@@ -112,16 +134,60 @@ class Snapshot:
         """The snapshot's name, which changes with every build."""
         return str(self.manifest["snapshot"])
 
+    @property
+    def searched_by_graph(self) -> bool:
+        """Whether queries go through the precomputed lists and graphs instead of an exact scan."""
+        return self.candidates is not None
+
+    def lang_mask(self, rows: np.ndarray, langs: Sequence[str]) -> np.ndarray:
+        """For each row, whether its language is one of langs."""
+        return np.isin(self.lang_codes[rows], codes_of(langs, self.lang_values))
+
+    def section_mask(self, rows: np.ndarray, sections: Sequence[str]) -> np.ndarray:
+        """For each row, whether its section is one of sections (case-insensitive)."""
+        return np.isin(self.section_codes[rows], codes_of([s.casefold() for s in sections], self.section_values))
+
+
+class LazyModels(Mapping[str, TfidfModel]):
+    """The fitted lexical models of a snapshot, read from disk on first use: only queries by text need them,
+    and a large vocabulary takes a while to parse."""
+
+    def __init__(self, path: Path, manifest: Mapping[str, Any]) -> None:
+        self._path, self._manifest = path, manifest
+        self._models: dict[str, TfidfModel] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, name: str) -> TfidfModel:
+        if name not in self._manifest["sparse_terms"]:
+            raise KeyError(name)
+        with self._lock:
+            if name not in self._models:
+                path, identity = self._path, self._manifest["config"]["encoders"][name]
+                vocabulary = json.loads((path / f"sparse_{name}_vocabulary.json").read_text(encoding="utf-8"))
+                idf = np.load(path / f"sparse_{name}_idf.npy", allow_pickle=False)
+                self._models[name] = TfidfModel(identity["analyzer"], identity["sublinear_tf"],
+                                                identity["min_df"]).set_fitted(vocabulary, idf)
+            return self._models[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._manifest["sparse_terms"])
+
+    def __len__(self) -> int:
+        return len(self._manifest["sparse_terms"])
+
 
 def profile_fingerprint(profile: Profile, identities: Mapping[str, Any]) -> dict[str, Any]:
     """Everything that must match for two sets of vectors to be comparable."""
     return {"profile": profile.to_json(), "encoders": dict(identities), "textprep_version": TEXTPREP_VERSION}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+def _digest(path: Path) -> str:
+    # xxh3-128 streams at memory speed (~14 GB/s here, sha256 ~1.4): a million-article snapshot is verified
+    # at every load in well under a second. It guards against corruption, not against an attacker who can
+    # write the index directory (who could rewrite the manifest as well).
+    digest = xxhash.xxh3_128()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
+        for block in iter(lambda: handle.read(1 << 24), b""):
             digest.update(block)
     return digest.hexdigest()
 
@@ -150,21 +216,34 @@ def write_snapshot(
     profile: Profile,
     identities: Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
+    layout: SearchLayout = SearchLayout(),
+    on_stage: Callable[[str], None] | None = None,
 ) -> Path:
-    """Write a complete snapshot into the new directory target and return it."""
+    """Write a complete snapshot into the new directory target and return it; large ones (layout) get
+    neighbour graphs and candidate lists. on_stage(name) is called as each part starts, for timings."""
     if "tfidf" not in arrays.sparse:
         raise ValueError("a snapshot needs the word TF-IDF signal")
+    stage = on_stage or (lambda name: None)
+    stage("write")
     target.mkdir(parents=True)
     n = len(articles)
-    with (target / "articles.jsonl").open("w", encoding="utf-8") as handle:
-        for article in articles:
-            handle.write(json.dumps(article_metadata(article), ensure_ascii=False) + "\n")
+    metadata = [article_metadata(a) for a in articles]
+    blob, offsets = jsonl_with_offsets(metadata)
+    (target / "articles.jsonl").write_bytes(blob)
+    np.save(target / "articles_offsets.npy", offsets)
+    hashes, rows = sorted_id_hashes([m["id"] for m in metadata])
+    np.save(target / "id_hashes.npy", hashes)
+    np.save(target / "id_rows.npy", rows)
+    lang_codes, langs = encode_column([m["lang"] for m in metadata])
+    section_codes, sections = encode_column([m["section"].casefold() for m in metadata])
+    np.save(target / "lang_codes.npy", lang_codes)
+    np.save(target / "section_codes.npy", section_codes)
     stamps = np.array([int(a.published_at.timestamp()) for a in articles], dtype=np.int64)
     np.save(target / "published_at.npy", stamps)
     for name, vectors in arrays.dense.items():
         if vectors.shape[0] != n:
             raise ValueError(f"signal {name}: {vectors.shape[0]} vectors for {n} articles")
-        np.save(target / f"dense_{name}.npy", np.ascontiguousarray(vectors, dtype=np.float32))
+        np.save(target / f"dense_{name}.npy", np.ascontiguousarray(vectors, dtype=layout.vector_dtype))
     for name, matrix in arrays.sparse.items():
         matrix = matrix.tocsr()
         model = arrays.sparse_models[name]
@@ -175,24 +254,50 @@ def write_snapshot(
         (target / f"sparse_{name}_vocabulary.json").write_text(
             json.dumps(model.vocabulary_, ensure_ascii=False), encoding="utf-8"
         )
-    files = {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in sorted(target.iterdir())}
+    graphs: list[str] = []
+    if n >= max(layout.ann_min_articles, 2):
+        stage("search structures")
+        graphs = _write_search_structures(target, arrays, profile, layout)
+    stage("verify")
+    files = {p.name: {"xxh3_128": _digest(p), "bytes": p.stat().st_size} for p in sorted(target.iterdir())}
     manifest = {
         "format_version": FORMAT_VERSION,
         "snapshot": target.name,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "n_articles": n,
         "dense_dims": {name: int(v.shape[1]) for name, v in arrays.dense.items()},
+        "vector_dtype": layout.vector_dtype,
         "sparse_terms": {name: len(model.vocabulary_) for name, model in arrays.sparse_models.items()},
+        "langs": langs,
+        "sections": sections,
+        "graphs": graphs,
+        "candidates": layout.candidates if graphs else 0,
         "config": profile_fingerprint(profile, identities),
         "python": sys.version.split()[0],
         "files": files,
-        "checksum": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest(),
+        "checksum": _manifest_checksum(files),
         **(extra or {}),
     }
     tmp = target / "manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, target / "manifest.json")
     return target
+
+
+def _write_search_structures(target: Path, arrays: SignalArrays, profile: Profile, layout: SearchLayout) -> list[str]:
+    """Neighbour graphs and candidate lists of a large snapshot; returns the signals that have a graph."""
+    # Candidates are scored from the vectors as they are stored, so lists and queries agree exactly.
+    dense = {name: np.load(target / f"dense_{name}.npy", mmap_mode="r") for name in arrays.dense}
+    graphs = {name: build_graph(dense[name], layout) for name in graph_signals(profile)}
+    for name, graph in graphs.items():
+        graph.save(str(target / f"graph_{name}.usearch"))
+    lists = candidate_lists(profile, dense, arrays.sparse, graphs, layout)
+    np.save(target / "candidates.npy", lists)
+    return list(graphs)
+
+
+def _manifest_checksum(files: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
 
 
 def resolve_snapshot(index_dir: str | Path) -> Path:
@@ -209,11 +314,14 @@ def resolve_snapshot(index_dir: str | Path) -> Path:
     raise IndexNotFound(f"no index at {path}: build one with `recommender index CORPUS --index {path}`")
 
 
-def load_snapshot(index_dir: str | Path, expected: Mapping[str, Any] | None = None, verify: bool = True) -> Snapshot:
+def load_snapshot(
+    index_dir: str | Path, expected: Mapping[str, Any] | None = None, verify: bool = True, expansion_search: int = 200
+) -> Snapshot:
     """Load a snapshot memory-mapped; verify checksums, and the configuration when expected is given.
 
     expected : the `profile_fingerprint` the caller will query with; a different one raises IndexMismatch,
     because vectors of different encoders or text preparation must never be compared.
+    expansion_search : breadth of graph searches (large indexes only)
     """
     path = resolve_snapshot(index_dir)
     try:
@@ -230,41 +338,48 @@ def load_snapshot(index_dir: str | Path, expected: Mapping[str, Any] | None = No
     if expected is not None and manifest["config"] != dict(expected):
         raise IndexMismatch(describe_mismatch(path, manifest["config"], expected))
     try:
-        articles = [json.loads(line) for line in (path / "articles.jsonl").read_text(encoding="utf-8").splitlines()]
-
-        def array(name: str) -> np.ndarray:
-            return np.load(path / name, mmap_mode="r", allow_pickle=False)
-
-        dense = {name: array(f"dense_{name}.npy") for name in manifest["dense_dims"]}
-        matrices, models = {}, {}
-        for name in manifest["sparse_terms"]:
-            vocabulary = json.loads((path / f"sparse_{name}_vocabulary.json").read_text(encoding="utf-8"))
-            identity = manifest["config"]["encoders"][name]
-            models[name] = TfidfModel(identity["analyzer"], identity["sublinear_tf"], identity["min_df"]).set_fitted(
-                vocabulary, np.asarray(array(f"sparse_{name}_idf.npy"))
-            )
-            matrices[name] = sparse.csr_matrix(
-                (array(f"sparse_{name}_data.npy"), array(f"sparse_{name}_indices.npy"), array(f"sparse_{name}_indptr.npy")),
-                shape=(manifest["n_articles"], len(vocabulary)),
-            )
-        published = np.asarray(array("published_at.npy"))
-    except (OSError, ValueError, KeyError) as exc:
+        return _open_arrays(path, manifest, expansion_search)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise IndexCorrupt(f"index {path}: cannot read its arrays ({exc})") from None
-    if len(articles) != manifest["n_articles"] or published.shape[0] != len(articles):
+
+
+def _open_arrays(path: Path, manifest: dict[str, Any], expansion_search: int) -> Snapshot:
+    def array(name: str) -> np.ndarray:
+        return np.load(path / name, mmap_mode="r", allow_pickle=False)
+
+    n = manifest["n_articles"]
+    articles = ArticleTable.open(path / "articles.jsonl", array("articles_offsets.npy"))
+    row_of = RowLookup(array("id_hashes.npy"), array("id_rows.npy"), articles)
+    graphs = {name: open_graph(path / f"graph_{name}.usearch", expansion_search) for name in manifest["graphs"]}
+    dense = {name: array(f"dense_{name}.npy") for name in manifest["dense_dims"]}
+    if not graphs:
+        # A small index is scanned whole on every query: float32 in memory makes that one BLAS call.
+        dense = {name: np.asarray(v, dtype=np.float32) for name, v in dense.items()}
+    matrices = {}
+    for name, terms in manifest["sparse_terms"].items():
+        parts = array(f"sparse_{name}_data.npy"), array(f"sparse_{name}_indices.npy"), array(f"sparse_{name}_indptr.npy")
+        matrices[name] = sparse.csr_matrix(parts, shape=(n, terms), copy=False)
+    published = np.asarray(array("published_at.npy"))
+    if len(articles) != n or published.shape[0] != n or any(v.shape[0] != n for v in dense.values()):
         raise IndexCorrupt(f"index {path}: article count does not match the manifest")
-    return Snapshot(path, manifest, articles, dense, matrices, models, published)
+    return Snapshot(
+        path, manifest, articles, dense, matrices, LazyModels(path, manifest), published,
+        row_of=row_of, lang_codes=np.asarray(array("lang_codes.npy")), lang_values=manifest["langs"],
+        section_codes=np.asarray(array("section_codes.npy")), section_values=manifest["sections"],
+        candidates=array("candidates.npy") if graphs else None, graphs=graphs, graph_rows=n if graphs else 0,
+    )
 
 
 def verify_files(path: Path, manifest: Mapping[str, Any]) -> None:
     """Raise IndexCorrupt unless every file listed in the manifest exists with its recorded size and hash."""
     files = manifest.get("files") or {}
-    if hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest() != manifest.get("checksum"):
+    if _manifest_checksum(files) != manifest.get("checksum"):
         raise IndexCorrupt(f"index {path}: the manifest's checksum does not match its file list")
     for name, meta in files.items():
         file = path / name
         if not file.is_file():
             raise IndexCorrupt(f"index {path}: file {name} is missing")
-        if file.stat().st_size != meta["bytes"] or _sha256(file) != meta["sha256"]:
+        if file.stat().st_size != meta["bytes"] or _digest(file) != meta["xxh3_128"]:
             raise IndexCorrupt(f"index {path}: file {name} does not match its checksum (corrupted or changed)")
 
 

@@ -10,6 +10,7 @@ import io
 import json
 import logging
 import threading
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +21,7 @@ from scipy import sparse
 from .corpus import Article, article_from_json
 from .db import connect_state
 from .index import Snapshot, article_metadata
+from .metadata import ArticleTable, RowLookup, codes_of
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +144,18 @@ def live_view(
     for article in articles:
         if article.id in base.row_of:
             shadowed[base.row_of[article.id]] = True
+    added = [article_metadata(a) for a in articles]
+    table = base.articles.extended(added) if isinstance(base.articles, ArticleTable) else [*base.articles, *added]
+    new_rows = {a.id: len(base) + i for i, a in enumerate(articles)}
+    row_of = (base.row_of.extended(new_rows, table) if isinstance(base.row_of, RowLookup)
+              else {**base.row_of, **new_rows})
+    langs = [*base.lang_values, *sorted({a.lang for a in articles} - set(base.lang_values))]
+    sections = [*base.section_values,
+                *sorted({a.section.casefold() for a in articles} - set(base.section_values))]
+    lang_codes = np.concatenate([base.lang_codes, codes_of([a.lang for a in articles], langs)]).astype(np.uint32)
+    section_codes = np.concatenate(
+        [base.section_codes, codes_of([a.section.casefold() for a in articles], sections)]).astype(np.uint32)
     manifest = {**base.manifest, "snapshot": f"{base.version}+live{version}"}
-    return Snapshot(base.path, manifest, base.articles + [article_metadata(a) for a in articles], dense, matrices,
-                    base.sparse_models, stamps, shadowed=shadowed if shadowed.any() else None)
-
+    return replace(base, manifest=manifest, articles=table, dense=dense, sparse=matrices, published_at=stamps,
+                   shadowed=shadowed if shadowed.any() else None, row_of=row_of, lang_codes=lang_codes,
+                   lang_values=langs, section_codes=section_codes, section_values=sections)

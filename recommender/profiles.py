@@ -6,7 +6,9 @@ checked on ECB+; docs/quality.md has the numbers and the command that produced t
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, Mapping
+
+import numpy as np
 
 from .textprep import TextView
 
@@ -39,6 +41,19 @@ class Profile:
     def to_json(self) -> dict[str, Any]:
         """Plain values for the index manifest (compared on load)."""
         return {"name": self.name, "signals": [s.to_json() for s in self.signals]}
+
+    @property
+    def weighted(self) -> tuple[SignalSpec, ...]:
+        """The signals that count in the fused score."""
+        return tuple(s for s in self.signals if s.weight)
+
+    def fuse(self, sims: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Weighted mean of the signal similarities (only the weighted signals need to be present)."""
+        total = sum(s.weight for s in self.signals)
+        fused = np.zeros_like(sims[self.weighted[0].name], dtype=np.float32)
+        for signal in self.weighted:
+            fused += (signal.weight / total) * sims[signal.name]
+        return fused
 
     @property
     def dense(self) -> tuple[SignalSpec, ...]:

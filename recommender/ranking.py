@@ -1,9 +1,9 @@
 """Related stories: fused similarity, filters, freshness, near-duplicate collapse. Pure functions over arrays."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 from scipy import sparse
@@ -79,7 +79,7 @@ class Related:
 def query_from_row(snapshot: Snapshot, row: int) -> QueryVectors:
     """The stored vectors of an indexed article, as a query."""
     return QueryVectors(
-        {name: np.asarray(v[row]) for name, v in snapshot.dense.items()},
+        {name: np.asarray(v[row], dtype=np.float32) for name, v in snapshot.dense.items()},
         {name: m[row] for name, m in snapshot.sparse.items()},
     )
 
@@ -94,7 +94,7 @@ def signal_similarities(
         names = [*snapshot.dense, *snapshot.sparse]
     for name in names:
         if name in snapshot.dense:
-            vectors = snapshot.dense[name] if rows is None else snapshot.dense[name][rows]
+            vectors = snapshot.dense[name] if rows is None else np.asarray(snapshot.dense[name][rows], dtype=np.float32)
             sims[name] = np.asarray(vectors @ query.dense[name], dtype=np.float32)
         else:
             matrix = snapshot.sparse[name] if rows is None else snapshot.sparse[name][rows]
@@ -105,17 +105,12 @@ def signal_similarities(
 
 def weighted_signals(profile: Profile) -> list[str]:
     """Names of the signals that count in the fused score."""
-    return [s.name for s in profile.signals if s.weight]
+    return [s.name for s in profile.weighted]
 
 
 def fuse(profile: Profile, sims: dict[str, np.ndarray]) -> np.ndarray:
     """Weighted mean of the profile's signal similarities (only weighted signals need to be present)."""
-    total = sum(s.weight for s in profile.signals)
-    fused = np.zeros_like(sims[weighted_signals(profile)[0]])
-    for signal in profile.signals:
-        if signal.weight:
-            fused += (signal.weight / total) * sims[signal.name]
-    return fused
+    return profile.fuse(sims)
 
 
 def freshness(published_at: np.ndarray, now: datetime, half_life_days: float) -> np.ndarray:
@@ -124,31 +119,30 @@ def freshness(published_at: np.ndarray, now: datetime, half_life_days: float) ->
     return np.power(0.5, age_days / half_life_days).astype(np.float32)
 
 
-def _allowed(snapshot: Snapshot, filters: Filters, now: datetime, removed: dict[str, int]) -> np.ndarray:
-    n = len(snapshot)
-    mask = np.ones(n, dtype=bool)
+def allowed_rows(snapshot: Snapshot, filters: Filters, now: datetime, rows: np.ndarray | None = None,
+                 removed: dict[str, int] | None = None) -> np.ndarray:
+    """Which of rows (default: all) pass the filters and are not shadowed: bool array aligned with rows.
+    removed, if given, receives how many each filter took out."""
+    rows = np.arange(len(snapshot)) if rows is None else rows
+    mask = np.ones(rows.shape[0], dtype=bool)
+    counts = removed if removed is not None else {}
 
     def apply(name: str, keep: np.ndarray) -> None:
-        removed[name] = int(np.count_nonzero(mask & ~keep))
+        counts[name] = int(np.count_nonzero(mask & ~keep))
         mask[:] &= keep
 
     if snapshot.shadowed is not None:
-        mask &= ~snapshot.shadowed  # an older version of an article updated through the API
-
+        mask &= ~snapshot.shadowed[rows]  # an older version of an article updated through the API
     if filters.langs:
-        apply("lang", np.isin(snapshot.langs, list(filters.langs)))
+        apply("lang", snapshot.lang_mask(rows, filters.langs))
     if filters.sections:
-        apply("section", np.isin(snapshot.sections, [s.casefold() for s in filters.sections]))
+        apply("section", snapshot.section_mask(rows, filters.sections))
     if filters.max_age_days is not None:
         oldest = now.timestamp() - filters.max_age_days * SECONDS_PER_DAY
-        apply("max_age", snapshot.published_at >= oldest)
+        apply("max_age", snapshot.published_at[rows] >= oldest)
     if filters.exclude_ids:
-        keep = np.ones(n, dtype=bool)
-        for article_id in filters.exclude_ids:
-            row = snapshot.row_of.get(article_id)
-            if row is not None:
-                keep[row] = False
-        apply("exclude", keep)
+        excluded = [snapshot.row_of.get(i) for i in filters.exclude_ids]
+        apply("exclude", ~np.isin(rows, [r for r in excluded if r is not None]))
     return mask
 
 
@@ -160,83 +154,104 @@ def rank(
     options: RankOptions = RankOptions(),
     self_row: int | None = None,
     pins: Sequence[tuple[int, str]] = (),
+    candidates: np.ndarray | None = None,
 ) -> Related:
     """The top options.k related articles for a query; never the query article itself (self_row) nor any
     version of it, and never two versions of one text: near-duplicates collapse to their newest member.
 
     pins : (1-based position, article id) an editor fixed in this list; pinned articles skip the filters
     (the editor chose them) but not exclude_ids, which carries blocks and takedowns.
+    candidates : the rows to consider (-1 entries ignored); None scans every row
     """
     now = options.now or datetime.now(timezone.utc)
     removed: dict[str, int] = {}
-    n = len(snapshot)
-    if n == 0:
+    if len(snapshot) == 0:
         return Related([], 0, removed)
-    sims = signal_similarities(snapshot, query, weighted_signals(profile))
-    similarity = fuse(profile, sims)
-    fresh = freshness(snapshot.published_at, now, options.half_life_days)
-    final = (1.0 - options.recency_weight) * similarity + options.recency_weight * fresh
-    mask = _allowed(snapshot, filters, now, removed)
+    rows = np.arange(len(snapshot)) if candidates is None else np.unique(candidates[candidates >= 0])
+    scores = _Scores.of(snapshot, profile, query, now, options, None if candidates is None else rows)
+    mask = allowed_rows(snapshot, filters, now, rows, removed)
     excluded = set(filters.exclude_ids)
     pinned_rows = [(position, snapshot.row_of[i]) for position, i in sorted(pins)
                    if i in snapshot.row_of and i not in excluded and snapshot.row_of[i] != self_row]
-    for _position, row in pinned_rows:
-        mask[row] = False  # placed by hand below, never twice
+    mask &= ~np.isin(rows, [row for _position, row in pinned_rows])  # placed by hand below, never twice
     if self_row is not None:
-        removed["self_and_versions"] = int(mask[self_row])
-        mask[self_row] = False
-    candidates = np.flatnonzero(mask)
-    suggestions = _collapsed(snapshot, query, candidates, final, similarity, fresh, sims, options, removed)
-    for position, row in pinned_rows:
-        pinned = Suggestion(snapshot.articles[row]["id"], row, float(final[row]), float(similarity[row]),
-                            float(fresh[row]), {name: float(values[row]) for name, values in sims.items()},
-                            pinned=True)
-        suggestions.insert(min(max(position, 1), len(suggestions) + 1) - 1, pinned)
-    suggestions = suggestions[: options.k]
-    return Related(suggestions, int(candidates.size), removed)
+        is_self = rows == self_row
+        removed["self_and_versions"] = int(np.count_nonzero(mask & is_self))
+        mask &= ~is_self
+    positions = np.flatnonzero(mask)
+    suggestions = _collapsed(snapshot, query, rows, positions, scores, options, removed)
+    if pinned_rows:
+        pinned = np.array([row for _position, row in pinned_rows])
+        pinned_scores = _Scores.of(snapshot, profile, query, now, options, pinned)
+        for i, (position, row) in enumerate(pinned_rows):
+            suggestion = replace(pinned_scores.suggestion(snapshot, i, row, i), pinned=True)
+            suggestions.insert(min(max(position, 1), len(suggestions) + 1) - 1, suggestion)
+    return Related(suggestions[: options.k], int(positions.size), removed)
+
+
+@dataclass(frozen=True)
+class _Scores:
+    """Similarities and scores of a set of rows, aligned with them."""
+
+    sims: dict[str, np.ndarray]
+    similarity: np.ndarray
+    fresh: np.ndarray
+    final: np.ndarray
+
+    @classmethod
+    def of(cls, snapshot: Snapshot, profile: Profile, query: QueryVectors, now: datetime, options: RankOptions,
+           rows: np.ndarray | None) -> "_Scores":
+        sims = signal_similarities(snapshot, query, weighted_signals(profile), rows)
+        similarity = profile.fuse(sims)
+        stamps = snapshot.published_at if rows is None else snapshot.published_at[rows]
+        fresh = freshness(stamps, now, options.half_life_days)
+        final = (1.0 - options.recency_weight) * similarity + options.recency_weight * fresh
+        return cls(sims, similarity, fresh, final)
+
+    def suggestion(self, snapshot: Snapshot, best: int, shown_row: int, shown: int, **extra: Any) -> Suggestion:
+        """The suggestion for the row at position shown, scored by the version at position best."""
+        return Suggestion(
+            id=snapshot.articles[shown_row]["id"], row=shown_row, score=float(self.final[best]),
+            similarity=float(self.similarity[best]), freshness=float(self.fresh[shown]),
+            signals={name: float(values[best]) for name, values in self.sims.items()}, **extra,
+        )
 
 
 def _collapsed(
     snapshot: Snapshot,
     query: QueryVectors,
-    candidates: np.ndarray,
-    final: np.ndarray,
-    similarity: np.ndarray,
-    fresh: np.ndarray,
-    sims: dict[str, np.ndarray],
+    rows: np.ndarray,
+    positions: np.ndarray,
+    scores: _Scores,
     options: RankOptions,
     removed: dict[str, int],
 ) -> list[Suggestion]:
-    """The best candidates as suggestions, versions of the query dropped and versions of one text merged."""
-    if candidates.size == 0:
+    """The best candidates as suggestions, versions of the query dropped and versions of one text merged.
+    rows : the scored rows (scores are aligned with them); positions : those of them still allowed."""
+    if positions.size == 0:
         return []
     # Collapsing needs more candidates than k: versions of one text, and of the query itself, eat places.
     # Versions are near-identical texts, so they rank next to each other and inside this pool.
-    pool = min(candidates.size, options.k * 4 + 20)
-    top = candidates[np.argpartition(-final[candidates], pool - 1)[:pool]]
-    top = top[np.lexsort((top, -final[top]))]
-    lexical = signal_similarities(snapshot, query, ["tfidf"], rows=top)["tfidf"]
+    pool = min(positions.size, options.k * 4 + 20)
+    final = scores.final
+    top = positions[np.argpartition(-final[positions], pool - 1)[:pool]]
+    top = top[np.lexsort((rows[top], -final[top]))]
+    lexical = signal_similarities(snapshot, query, ["tfidf"], rows=rows[top])["tfidf"]
     versions_of_query = lexical >= options.duplicate_threshold
     removed["self_and_versions"] = removed.get("self_and_versions", 0) + int(np.count_nonzero(versions_of_query))
     top, lexical = top[~versions_of_query], lexical[~versions_of_query]
-    groups = _group_versions(snapshot.tfidf[top], options.duplicate_threshold)
+    groups = _group_versions(snapshot.tfidf[rows[top]], options.duplicate_threshold)
     suggestions: list[Suggestion] = []
     for members in groups[: options.k]:
-        rows = top[members]
-        shown = int(rows[np.argmax(snapshot.published_at[rows])])  # newest version
-        best = int(rows[0])
-        suggestions.append(
-            Suggestion(
-                id=snapshot.articles[shown]["id"],
-                row=shown,
-                score=float(final[best]),
-                similarity=float(similarity[best]),
-                freshness=float(fresh[shown]),
-                signals={**{name: float(values[best]) for name, values in sims.items()},
-                         "tfidf": float(lexical[members[0]])},
-                hidden_versions=tuple(snapshot.articles[int(r)]["id"] for r in rows if int(r) != shown),
-            )
+        group = top[members]
+        shown = int(group[np.argmax(snapshot.published_at[rows[group]])])  # newest version
+        best = int(group[0])
+        suggestion = scores.suggestion(
+            snapshot, best, int(rows[shown]), shown,
+            hidden_versions=tuple(snapshot.articles[int(rows[g])]["id"] for g in group if int(g) != shown),
         )
+        suggestion.signals["tfidf"] = float(lexical[members[0]])
+        suggestions.append(suggestion)
     removed["duplicate_versions"] = sum(len(s.hidden_versions) for s in suggestions)
     return suggestions
 

@@ -46,13 +46,16 @@ def test_round_trip_keeps_vectors_metadata_and_configuration(tmp_path, articles)
     target, arrays = build(tmp_path, articles)
     snapshot = load_snapshot(target, expected=profile_fingerprint(PROFILE, IDENTITIES))
     assert len(snapshot) == 6 and snapshot.row_of["a3"] == 3
-    assert isinstance(snapshot.dense["use"], np.memmap)  # served from disk, not read at start-up
-    np.testing.assert_array_equal(snapshot.dense["use"], arrays.dense["use"])
+    # Stored as float16; a small (exactly scanned) index is widened to float32 in memory at load.
+    assert snapshot.manifest["vector_dtype"] == "float16" and snapshot.dense["use"].dtype == np.float32
+    np.testing.assert_allclose(snapshot.dense["use"], arrays.dense["use"], atol=1e-3)
+    assert not snapshot.searched_by_graph and snapshot.graphs == {}
     for name in ("tfidf", "names"):
         assert (snapshot.sparse[name] != arrays.sparse[name]).nnz == 0
     assert snapshot.sparse_models["names"].analyzer == "names"
     assert snapshot.articles[0]["teaser"] == "Text über Thema 0." and snapshot.articles[0]["teaser_generated"]
     assert snapshot.published_at[2] == int(articles[2].published_at.timestamp())
+    assert "nope" not in snapshot.row_of and [a["id"] for a in snapshot.articles] == [a.id for a in articles]
     query = snapshot.sparse_models["tfidf"].transform(["Titel 1 Text über Thema 1."])
     assert abs((query @ arrays.sparse["tfidf"][1].T).toarray()[0, 0] - 1.0) < 1e-5
 
