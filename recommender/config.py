@@ -55,6 +55,10 @@ class Settings:
     cors_origins: str = _setting("", "Comma-separated origins allowed to call the API from a browser; empty = none.")
     cache_max_age: int = _setting(60, "Seconds browsers and CDNs may cache a related-links answer.")
     max_request_bytes: int = _setting(1_000_000, "Largest request body accepted (larger ones get 413).")
+    write_rate_limit: str = _setting(
+        "60/minute", "Writes (PUT/DELETE) one client address may make, per worker process, e.g. '60/minute' or "
+        "'10/second;300/hour'; over it they get 429 with Retry-After. Empty = no limit."
+    )
     vector_dtype: str = _setting("float16", "How index snapshots store dense vectors: float16 (half the memory) or float32.")
     ann_min_articles: int = _setting(
         20_000, "Indexes with at least this many articles get an approximate-neighbour graph and precomputed candidate lists; smaller ones are scanned exactly."

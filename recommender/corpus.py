@@ -9,8 +9,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$")
-LANG_PATTERN = re.compile(r"^[a-z]{2,3}$")
+# Used with fullmatch: `$` alone would also accept a trailing newline ("a1\n"), a control character.
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}")
+LANG_PATTERN = re.compile(r"[a-z]{2,3}")
+# The longest real articles are around 100,000 characters; a body far beyond is a dump or a broken export,
+# and would cost minutes of tokenising for one record.
+MAX_BODY_CHARS = 1_000_000
 REQUIRED = ("id", "title", "body", "published_at", "lang")
 OPTIONAL_TEXT = ("url", "teaser", "section", "author")
 
@@ -89,13 +93,15 @@ def article_from_json(data: Any) -> Article:
         if data.get(name) is not None and not isinstance(data[name], str):
             raise ValueError(f"field {name!r} must be a string, got {type(data[name]).__name__}")
     article_id = data["id"]
-    if not ID_PATTERN.match(article_id):
+    if not ID_PATTERN.fullmatch(article_id):
         raise ValueError(f"id {article_id!r} may hold only letters, digits and . _ : - (at most 200)")
     lang = data["lang"].lower()
-    if not LANG_PATTERN.match(lang):
+    if not LANG_PATTERN.fullmatch(lang):
         raise ValueError(f"lang {data['lang']!r} is not an ISO 639 code such as 'de' or 'en'")
     if not data["body"].strip():
         raise ValueError("body is empty")
+    if len(data["body"]) > MAX_BODY_CHARS:
+        raise ValueError(f"body has {len(data['body']):,} characters, more than {MAX_BODY_CHARS:,}")
     try:
         published_at = parse_datetime(data["published_at"])
     except ValueError as exc:

@@ -14,29 +14,36 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "bad parameter", 401: "no bearer token", 403: "wrong token, or writes disabled",
-            404: "unknown article", 413: "body too large", 415: "not JSON", 422: "invalid article or override",
-            503: "not ready"}
+            404: "unknown article (or an id no route matches)", 413: "body too large", 415: "not JSON",
+            422: "invalid article or override", 429: "too many writes from this client (see Retry-After)",
+            503: "not ready, or no state_dir for editors' decisions"}
     return {str(code): _json(ERROR, text[code]) for code in codes}
 
 
 ARTICLE_ID = {"name": "article_id", "in": "path", "required": True, "schema": {"type": "string"}}
-FILTER_PARAMETERS = [
-    {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 50, "default": 5},
-     "description": "number of related stories (at most the max_k setting)"},
-    {"name": "lang", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}, "explode": True,
-     "description": "only stories in these languages (ISO 639 codes)"},
-    {"name": "section", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}, "explode": True,
-     "description": "only stories from these sections"},
-    {"name": "max_age_days", "in": "query", "schema": {"type": "number", "exclusiveMinimum": 0},
-     "description": "only stories at most this many days old"},
-    {"name": "exclude", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}, "explode": True,
-     "description": "never suggest these article ids"},
-]
+# OpenAPI 3.0 takes JSON Schema draft 4's form: exclusiveMinimum is a flag on minimum, not a number.
+POSITIVE = {"type": "number", "minimum": 0, "exclusiveMinimum": True}
 
 
-def openapi_spec() -> dict[str, Any]:
-    """The API description as a JSON-able dict."""
+def _filter_parameters(max_k: int) -> list[dict[str, Any]]:
+    return [
+        {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": max_k, "default": 5},
+         "description": "number of related stories (at most the max_k setting)"},
+        {"name": "lang", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}, "explode": True,
+         "description": "only stories in these languages (ISO 639 codes)"},
+        {"name": "section", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}, "explode": True,
+         "description": "only stories from these sections"},
+        {"name": "max_age_days", "in": "query", "schema": POSITIVE,
+         "description": "only stories at most this many days old"},
+        {"name": "exclude", "in": "query", "schema": {"type": "array", "items": {"type": "string"}}, "explode": True,
+         "description": "never suggest these article ids"},
+    ]
+
+
+def openapi_spec(max_k: int = 50) -> dict[str, Any]:
+    """The API description as a JSON-able dict; max_k is the server's largest k."""
     related = {"$ref": "#/components/schemas/Related"}
+    filters = _filter_parameters(max_k)
     return {
         "openapi": "3.0.3",
         "info": {"title": "recommender", "version": __version__,
@@ -46,10 +53,10 @@ def openapi_spec() -> dict[str, Any]:
                 "get": {
                     "summary": "Related stories of an indexed article (never the article itself)",
                     "parameters": [{"name": "article_id", "in": "path", "required": True, "schema": {"type": "string"}},
-                                   *FILTER_PARAMETERS],
+                                   *filters],
                     "responses": {"200": _json(related, "related stories; with ETag and Cache-Control"),
                                   "304": {"description": "not modified (If-None-Match matched the ETag)"},
-                                  **_errors(400, 404)},
+                                  **_errors(400, 404, 503)},
                 }
             },
             "/v1/related": {
@@ -57,7 +64,7 @@ def openapi_spec() -> dict[str, Any]:
                     "summary": "Related stories of an article that is not in the index (a draft)",
                     "requestBody": {"required": True, "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/Draft"}}}},
-                    "responses": {"200": _json(related, "related stories"), **_errors(400, 413, 415, 422)},
+                    "responses": {"200": _json(related, "related stories"), **_errors(400, 413, 415, 422, 503)},
                 }
             },
             "/v1/articles/{article_id}/overrides": {
@@ -72,11 +79,11 @@ def openapi_spec() -> dict[str, Any]:
                 }
                 for method, summary, body, codes in (
                     ("get", "The editors' pins and blocks for this article's list, with their audit trail", None,
-                     (401, 403, 404)),
+                     (401, 403, 404, 503)),
                     ("put", "Pin a story at a position, block it from this list, or block it everywhere",
-                     {"$ref": "#/components/schemas/Override"}, (400, 401, 403, 404, 415, 422)),
+                     {"$ref": "#/components/schemas/Override"}, (400, 401, 403, 404, 413, 415, 422, 429, 503)),
                     ("delete", "Undo a pin or block", {"$ref": "#/components/schemas/Override"},
-                     (400, 401, 403, 404, 415, 422)),
+                     (400, 401, 403, 404, 413, 415, 422, 429, 503)),
                 )
             },
             "/v1/articles/{article_id}": {
@@ -87,7 +94,7 @@ def openapi_spec() -> dict[str, Any]:
                     "requestBody": {"required": True, "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/Article"}}}},
                     "responses": {"201": _json({"type": "object"}, "created"), "200": _json({"type": "object"}, "updated"),
-                                  **_errors(400, 401, 403, 413, 415, 422)},
+                                  **_errors(400, 401, 403, 404, 413, 415, 422, 429, 503)},
                 },
                 "delete": {
                     "summary": "Take an article down: from the next request on it appears in no list",
@@ -95,7 +102,8 @@ def openapi_spec() -> dict[str, Any]:
                     "parameters": [ARTICLE_ID],
                     "requestBody": {"required": False, "content": {"application/json": {"schema": {
                         "type": "object", "properties": {"who": {"type": "string"}, "why": {"type": "string"}}}}}},
-                    "responses": {"200": _json({"type": "object"}, "taken down"), **_errors(400, 401, 403, 415)},
+                    "responses": {"200": _json({"type": "object"}, "taken down"),
+                                  **_errors(400, 401, 403, 404, 413, 415, 422, 429, 503)},
                 }
             },
             "/v1/articles": {
@@ -104,17 +112,17 @@ def openapi_spec() -> dict[str, Any]:
                     "security": [{"bearer": []}],
                     "parameters": [{"name": "q", "in": "query", "required": True, "schema": {"type": "string"}}],
                     "responses": {"200": _json({"type": "object"}, "up to 20 matching articles, newest first"),
-                                  **_errors(400, 401, 403)},
+                                  **_errors(400, 401, 403, 503)},
                 }
             },
             "/v1/articles/{article_id}/explain": {
                 "get": {
                     "summary": "The related list as readers see it, with the reasons for every item",
                     "security": [{"bearer": []}],
-                    "parameters": [ARTICLE_ID, *FILTER_PARAMETERS],
+                    "parameters": [ARTICLE_ID, *filters],
                     "responses": {"200": _json({"type": "object"}, "items with score parts, shared terms and names, "
                                                                    "age, pins; filter and override effects"),
-                                  **_errors(400, 401, 403, 404)},
+                                  **_errors(400, 401, 403, 404, 503)},
                 }
             },
             "/editor": {"get": {"summary": "The editors' page (HTML; asks for the token once)",
@@ -126,7 +134,7 @@ def openapi_spec() -> dict[str, Any]:
                     "security": [{"bearer": []}],
                     "parameters": [{"name": "limit", "in": "query",
                                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
-                    "responses": {"200": _json({"type": "object"}, "audit entries"), **_errors(400, 401, 403)},
+                    "responses": {"200": _json({"type": "object"}, "audit entries"), **_errors(400, 401, 403, 503)},
                 }
             },
             "/healthz": {"get": {"summary": "The process is alive",
@@ -141,10 +149,12 @@ def openapi_spec() -> dict[str, Any]:
         },
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": {
             "Article": {"type": "object", "required": ["title", "body", "published_at", "lang"], "properties": {
-                "id": {"type": "string", "description": "optional; must equal the id in the URL"},
-                "title": {"type": "string"}, "body": {"type": "string"}, "teaser": {"type": "string"},
+                "id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$",
+                       "description": "optional; must equal the id in the URL"},
+                "title": {"type": "string", "minLength": 1}, "body": {"type": "string", "minLength": 1},
+                "teaser": {"type": "string"},
                 "published_at": {"type": "string", "format": "date-time", "description": "with a UTC offset"},
-                "lang": {"type": "string"}, "url": {"type": "string"}, "section": {"type": "string"},
+                "lang": {"type": "string", "pattern": "^[A-Za-z]{2,3}$", "description": "ISO 639 code"}, "url": {"type": "string"}, "section": {"type": "string"},
                 "author": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}}},
             "Override": {"type": "object", "required": ["action", "target"], "properties": {
                 "action": {"type": "string", "enum": ["pin", "block", "block_everywhere"]},
@@ -172,11 +182,11 @@ def openapi_spec() -> dict[str, Any]:
                           "lang": {"type": "string", "description": "ISO 639 code of the draft"},
                           "published_at": {"type": "string", "format": "date-time",
                                            "description": "with a UTC offset; ages and max_age_days count from it"},
-                          "k": {"type": "integer", "minimum": 1, "maximum": 50},
+                          "k": {"type": "integer", "minimum": 1, "maximum": max_k},
                           "filters": {"type": "object", "properties": {
                               "lang": {"type": "array", "items": {"type": "string"}},
                               "section": {"type": "array", "items": {"type": "string"}},
-                              "max_age_days": {"type": "number", "exclusiveMinimum": 0},
+                              "max_age_days": POSITIVE,
                               "exclude": {"type": "array", "items": {"type": "string"}}}}}},
         }},
     }

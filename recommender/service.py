@@ -14,6 +14,7 @@ from .config import Settings, load_settings
 from .corpus import article_from_json
 from .engine import Recommender, UnknownArticle
 from .explain import explain
+from .limits import BadJson, parse_json, retry_after_seconds, write_limiter
 from .metrics import Metrics
 from .openapi import openapi_spec
 from .payloads import item_json, related_json
@@ -98,7 +99,11 @@ def _text(data: Mapping[str, Any], name: str, default: str, limit: int = 500) ->
 def _json_object() -> dict[str, Any]:
     if not request.is_json:
         raise ApiError(415, "unsupported_media_type", "send JSON (Content-Type: application/json)")
-    data = request.get_json(silent=True)
+    # Parsed here, not by request.get_json: that one lets a deeply nested body raise RecursionError (a 500).
+    try:
+        data = parse_json(request.get_data(cache=True))
+    except BadJson as exc:
+        raise ApiError(400, "bad_json", str(exc)) from None
     if not isinstance(data, dict):
         raise ApiError(400, "bad_json", "the body must be a JSON object")
     return data
@@ -123,7 +128,9 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
     if settings.cors_origin_list:
         from flask_cors import CORS
 
+        # Only the public reads and drafts: editors' writes are never offered to other origins.
         CORS(app, origins=settings.cors_origin_list, methods=["GET", "POST"], max_age=3600)
+    limited = write_limiter(app, settings.write_rate_limit)
 
     def current() -> Recommender:
         return app.config["RECOMMENDER"]
@@ -151,6 +158,11 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
         code = (error.name or "error").lower().replace(" ", "_")
         response = jsonify(error=code, message=error.description)
         response.status_code = error.code or 500
+        if response.status_code == 429:
+            response.headers["Retry-After"] = str(retry_after_seconds(app))
+            response.set_data(jsonify(error="rate_limited", message=f"too many writes from this client "
+                                      f"(limit {settings.write_rate_limit}); retry later").get_data())
+            return response
         original = error.get_response()
         for name in ("Allow", "WWW-Authenticate"):
             if original.headers.get(name):
@@ -197,6 +209,7 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
         return jsonify(overrides_json(article_id))
 
     @app.put("/v1/articles/<article_id>/overrides")
+    @limited
     @editor_only
     def put_override(article_id: str) -> Any:
         known(article_id)
@@ -218,6 +231,7 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
         return jsonify(overrides_json(article_id))
 
     @app.delete("/v1/articles/<article_id>/overrides")
+    @limited
     @editor_only
     def delete_override(article_id: str) -> Any:
         data = _json_object()
@@ -231,6 +245,7 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
         return jsonify(overrides_json(article_id))
 
     @app.put("/v1/articles/<article_id>")
+    @limited
     @editor_only
     def put_article(article_id: str) -> Any:
         data = _json_object()
@@ -246,6 +261,7 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
             201 if created else 200
 
     @app.delete("/v1/articles/<article_id>")
+    @limited
     @editor_only
     def take_down(article_id: str) -> Any:
         data = _json_object() if request.content_length else {}
@@ -314,7 +330,7 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
 
     @app.get("/openapi.json")
     def openapi() -> Any:
-        return jsonify(openapi_spec())
+        return jsonify(openapi_spec(settings.max_k))
 
     @app.get("/v1/articles/<article_id>/related")
     def related_by_id(article_id: str) -> Any:
@@ -334,11 +350,7 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
 
     @app.post("/v1/related")
     def related_by_text() -> Any:
-        if not request.is_json:
-            raise ApiError(415, "unsupported_media_type", "send the article as JSON (Content-Type: application/json)")
-        data = request.get_json(silent=True)
-        if not isinstance(data, dict):
-            raise ApiError(400, "bad_json", "the body must be a JSON object")
+        data = _json_object()
         title, body, teaser = data.get("title"), data.get("body"), data.get("teaser", "")
         if not all(isinstance(v, str) for v in (title, body, teaser)) or not (title.strip() or body.strip()):
             raise ApiError(422, "invalid_article", "give 'title' and 'body' as strings, not both empty")
