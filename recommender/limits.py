@@ -8,6 +8,8 @@ from typing import Any, Callable
 
 from flask import Flask
 
+from .config import ConfigError
+
 # Real payloads (articles, overrides, drafts with filters) nest at most three levels; anything far deeper is
 # an attack on the recursive parser (RecursionError) rather than data.
 MAX_JSON_DEPTH = 32
@@ -64,6 +66,12 @@ def write_limiter(app: Flask, limit: str) -> Callable[[Callable[..., Any]], Call
         return lambda view: view
     from flask_limiter import Limiter
     from flask_limiter.util import get_remote_address
+    from limits import parse_many
+
+    try:  # a typo must fail at start-up, not as a 500 on the first write
+        parse_many(limit)
+    except ValueError as exc:
+        raise ConfigError(f"setting 'write_rate_limit': {limit!r} is not a rate limit such as '60/minute' ({exc})") from None
 
     limiter = Limiter(get_remote_address, app=app, storage_uri="memory://", headers_enabled=False)
     app.extensions["recommender_limiter"] = limiter
