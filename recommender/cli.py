@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
-from typing import Any, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
 
 from . import joblog
 from .cluster import ClusterError
@@ -105,7 +107,9 @@ def cmd_index(args: argparse.Namespace) -> int:
                  f"'{settings.profile}'" + (f" on the cluster {settings.cluster}" if settings.cluster else ""),
                  corpus=args.corpus, index_dir=settings.index_dir, profile=settings.profile,
                  cluster=settings.cluster or None)
-    summary = build_index(args.corpus, settings.index_dir, settings, args.skip_invalid, joblog.progress_for(mode))
+    with _sigterm_interrupts():
+        summary = build_index(args.corpus, settings.index_dir, settings, args.skip_invalid,
+                              joblog.progress_for(mode))
     for problem in summary.skipped:
         joblog.event("skipped", f"skipped {problem}", logging.WARNING, problem=str(problem))
     if summary.skipped:
@@ -124,6 +128,24 @@ def cmd_index(args: argparse.Namespace) -> int:
         print(f"{changes} (against the published index)")
         print(done)
     return 0
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (what timeout(1), systemd and Airflow send) stops the job like Ctrl-C: the unfinished snapshot
+    is removed, the published one is untouched, and the exit status is 130."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (an embedding application): leave its signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _filters(args: argparse.Namespace) -> Filters:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import threading
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
@@ -14,6 +15,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from .encoders import DenseEncoder
+from .joblog import event
 
 # Seconds to wait for the scheduler: a wrong address should fail a cron job quickly, not after minutes.
 CONNECT_TIMEOUT = 10.0
@@ -38,6 +40,8 @@ class DaskExecutor:
         # A bounded window keeps the scheduler's memory flat on huge corpora and lets the client write the
         # cache while workers go on; twice the worker threads keeps every worker busy between round trips.
         window = max(2, 2 * sum(self.client.nthreads().values()))
+        if not self.client.nthreads():
+            event("cluster", "the scheduler has no workers yet; the batches wait for one", logging.WARNING)
         pending = iter(enumerate(batches))
         running = as_completed(loop=self.client.loop)
         for number, texts in _take(pending, window):
@@ -72,6 +76,9 @@ def dask_executor(address: str, timeout: float | None = None) -> Iterator[DaskEx
         client = Client(address, timeout=seconds, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         raise ClusterError(f"cannot reach the Dask scheduler at {address} within {seconds:g}s ({exc})") from None
+    workers = client.nthreads()
+    event("cluster", f"connected to {address}: {len(workers)} worker(s), {sum(workers.values())} thread(s)",
+          address=address, workers=len(workers), threads=sum(workers.values()))
     try:
         yield DaskExecutor(client)
     finally:

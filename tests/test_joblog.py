@@ -1,9 +1,13 @@
 """How the index job reports: plain lines off a terminal, JSON lines for schedulers, nothing but the end when quiet."""
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
-from conftest import CACHE_DIR, record, write_jsonl
+from conftest import CACHE_DIR, CORPUS, record, write_jsonl
 
 from recommender import joblog
 from recommender.cli import main
@@ -90,3 +94,18 @@ def test_nested_stages_are_timed_exclusively():
     with stage("outside a job"):  # no clock: nothing recorded, nothing fails
         pass
     assert list(clock.seconds) == ["search structures", "write"]
+
+
+def test_sigterm_stops_the_job_with_130_and_leaves_no_snapshot(tmp_path):
+    env = {**os.environ, "RECOMMENDER_PROFILE": "use", "RECOMMENDER_CACHE_DIR": str(tmp_path / "cache"),
+           "RECOMMENDER_STATE_DIR": "", "RECOMMENDER_BATCH_SIZE": "4"}
+    job = subprocess.Popen([sys.executable, "-m", "recommender", "index", str(CORPUS), "--index",
+                            str(tmp_path / "index"), "--log-json"], env=env, stderr=subprocess.PIPE, text=True)
+    for line in job.stderr:  # the corpus is read; embedding 174 articles into an empty cache takes seconds
+        if json.loads(line)["event"] == "stage_done":
+            break
+    job.send_signal(signal.SIGTERM)
+    rest = job.stderr.read().splitlines()
+    assert job.wait(timeout=60) == 130
+    assert json.loads(rest[-1])["event"] == "error" and json.loads(rest[-1])["exit_code"] == 130
+    assert not (tmp_path / "index" / "current").exists() and not any((tmp_path / "index").glob("snapshots/*"))
