@@ -15,6 +15,7 @@ LANG_PATTERN = re.compile(r"[a-z]{2,3}")
 # The longest real articles are around 100,000 characters; a body far beyond is a dump or a broken export,
 # and would cost minutes of tokenising for one record.
 MAX_BODY_CHARS = 1_000_000
+_SURROGATE = re.compile("[\ud800-\udfff]")
 REQUIRED = ("id", "title", "body", "published_at", "lang")
 OPTIONAL_TEXT = ("url", "teaser", "section", "author")
 
@@ -92,6 +93,14 @@ def article_from_json(data: Any) -> Article:
     for name in ("id", "title", "body", "published_at", "lang", *OPTIONAL_TEXT):
         if data.get(name) is not None and not isinstance(data[name], str):
             raise ValueError(f"field {name!r} must be a string, got {type(data[name]).__name__}")
+    tags = data.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ValueError("field 'tags' must be a list of strings")
+    texts = [(name, data.get(name) or "") for name in ("id", "title", "body", "published_at", "lang", *OPTIONAL_TEXT)]
+    for name, value in texts + [("tags", tag) for tag in tags]:
+        # JSON's \ud800 escapes decode to half characters no UTF-8 writer accepts: the index would crash later.
+        if _SURROGATE.search(value):
+            raise ValueError(f"field {name!r} holds a lone surrogate (an unpaired \\uD800-\\uDFFF escape), not text")
     article_id = data["id"]
     if not ID_PATTERN.fullmatch(article_id):
         raise ValueError(f"id {article_id!r} may hold only letters, digits and . _ : - (at most 200)")
@@ -106,9 +115,6 @@ def article_from_json(data: Any) -> Article:
         published_at = parse_datetime(data["published_at"])
     except ValueError as exc:
         raise ValueError(f"published_at: {exc}") from None
-    tags = data.get("tags") or []
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise ValueError("field 'tags' must be a list of strings")
     return Article(
         id=article_id,
         title=data["title"].strip(),
