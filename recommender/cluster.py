@@ -39,8 +39,9 @@ class DaskExecutor:
         recipe = _unloaded(encoder)
         # A bounded window keeps the scheduler's memory flat on huge corpora and lets the client write the
         # cache while workers go on; twice the worker threads keeps every worker busy between round trips.
-        window = max(2, 2 * sum(self.client.nthreads().values()))
-        if not self.client.nthreads():
+        threads = self.client.nthreads()
+        window = max(2, 2 * sum(threads.values()))
+        if not threads:
             event("cluster", "the scheduler has no workers yet; the batches wait for one", logging.WARNING)
         pending = iter(enumerate(batches))
         running = as_completed(loop=self.client.loop)

@@ -114,7 +114,7 @@ def _build(
         arrays = SignalArrays()
         with stage("embed"):
             encoder.embed_dense_signals(loaded.articles, arrays, progress)
-        resources.close()  # the cluster is not needed any more
+            resources.close()  # the cluster is not needed any more
         with stage("lexical"):
             encoder.fit_lexical(loaded.articles, arrays)
 
