@@ -1,0 +1,264 @@
+"""The real server (`recommender serve`, gunicorn, 2 workers) under load and faults: wrk while the index is
+re-published twice, a worker killed with SIGKILL during writes, a corrupted snapshot published under it."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import record, write_jsonl
+from test_server import free_port, get
+
+from recommender.index import load_snapshot
+
+TOKEN = "fault-token-5b2e"
+WRK = shutil.which("wrk")
+TOPICS = ["Die Donau tritt in Passau über die Ufer, Helfer füllen Sandsäcke am Inn.",
+          "Bei der Landtagswahl in Bayern verliert die CSU Stimmen, die Freien Wähler legen zu.",
+          "Die Europäische Zentralbank senkt in Frankfurt den Leitzins, Sparer sind enttäuscht."]
+
+
+def corpus_records(prefixes: str, n: int = 60) -> list[dict]:
+    """n articles per prefix letter; ids name the build they first appear in (a*, then b*, then c*)."""
+    return [record(f"{p}{i}", title=f"{p} {i}", body=f"{TOPICS[i % 3]} Folge {i}, Fassung {p}.")
+            for p in prefixes for i in range(n)]
+
+
+class Server:
+    """`recommender serve` in its own process group, with the environment given."""
+
+    def __init__(self, index_dir: Path, state_dir: Path, **env: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "RECOMMENDER_PROFILE": "tfidf", "RECOMMENDER_CACHE_DIR": "",
+                    "RECOMMENDER_STATE_DIR": str(state_dir), "RECOMMENDER_API_TOKEN": TOKEN,
+                    "RECOMMENDER_RELOAD_INTERVAL": "0.2", **env}
+        self.log = state_dir.parent / f"server-{self.port}.log"
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "recommender", "serve", "--index", str(index_dir), "--port", str(self.port)],
+                stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while not self.workers() or len(self.workers()) < 2 or not self.ready():
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                self.stop()
+                pytest.fail("server did not start: " + self.log.read_text())
+            time.sleep(0.2)
+
+    def ready(self) -> bool:
+        try:
+            return get(self.base + "/readyz")[0] == 200
+        except OSError:
+            return False
+
+    def workers(self) -> list[int]:
+        """The gunicorn worker pids (children of the master)."""
+        found = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in found.split()]
+
+    def stop(self) -> str:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=30)
+        return self.log.read_text()
+
+
+def request(base: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(base + path, data=data, method=method, headers={
+        "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def index_job(corpus: Path, index_dir: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RECOMMENDER_PROFILE": "tfidf", "RECOMMENDER_CACHE_DIR": "", "RECOMMENDER_STATE_DIR": ""}
+    return subprocess.run([sys.executable, "-m", "recommender", "index", str(corpus), "--index", str(index_dir),
+                           "--quiet"], env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def published(tmp_path):
+    """A corpus file and its index (tfidf, articles a*): (corpus path, index dir)."""
+    corpus = write_jsonl(tmp_path / "c.jsonl", corpus_records("a"))
+    assert index_job(corpus, tmp_path / "index").returncode == 0
+    return corpus, tmp_path / "index"
+
+
+WRK_SCRIPT = """
+-- Counts answers per index_version and answers that are not 200, per thread; summed in done().
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) versions = "" ; bad = 0 ; seen = {} end
+function response(status, headers, body)
+  if status ~= 200 then bad = bad + 1 return end
+  local v = body:match('"index_version":"([^"]+)"')
+  if v and not seen[v] then seen[v] = true ; versions = versions .. v .. " " end
+end
+function done(summary, latency, requests)
+  local all, failed = "", 0
+  for _, t in ipairs(threads) do all = all .. t:get("versions") ; failed = failed + t:get("bad") end
+  io.write(string.format("RESULT bad=%d versions=%s p50=%d p99=%d max=%d requests=%d\\n", failed, all,
+    latency:percentile(50), latency:percentile(99), latency.max, summary.requests))
+end
+"""
+
+
+@pytest.mark.skipif(WRK is None, reason="needs wrk (apt-get install wrk)")
+def test_load_while_the_index_is_republished_twice_loses_no_request(tmp_path, published):
+    corpus, index_dir = published
+    seconds = int(os.environ.get("LOAD_SECONDS", "12"))
+    server = Server(index_dir, tmp_path / "state")
+    script = tmp_path / "count.lua"
+    script.write_text(WRK_SCRIPT)
+    checked, stop = [], threading.Event()
+
+    def reader() -> None:  # checks whole answers: every item belongs to the snapshot the answer names
+        while not stop.is_set():
+            status, data = request(server.base, "GET", "/v1/articles/a1/related?k=10")
+            checked.append((status, data.get("index_version"), [item["id"] for item in data.get("items", [])]))
+
+    try:
+        wrk = subprocess.Popen([WRK, "-t2", "-c8", f"-d{seconds}s", "--latency", "-s", str(script),
+                                f"{server.base}/v1/articles/a1/related?k=5"], stdout=subprocess.PIPE, text=True)
+        watcher = threading.Thread(target=reader)
+        watcher.start()
+        time.sleep(seconds / 4)
+        versions = [(index_dir / "current").resolve().name]
+        for prefixes in ("ab", "abc"):  # two more builds, each with new articles
+            write_jsonl(corpus, corpus_records(prefixes))
+            job = index_job(corpus, index_dir)
+            assert job.returncode == 0, job.stderr
+            versions.append((index_dir / "current").resolve().name)
+            time.sleep(seconds / 4)
+        output = wrk.communicate(timeout=seconds + 60)[0]
+        stop.set()
+        watcher.join()
+    finally:
+        log = server.stop()
+    line = output.split("RESULT", 1)[1].splitlines()[0]
+    result = {**dict(re.findall(r"(\w+)=(\d+)", line)), "versions": re.search(r"versions=(.*?) p50=", line).group(1)}
+    print(output)
+    errors = re.search(r"Socket errors: .*", output)
+    assert errors is None, errors.group(0)  # no connect, read, write or timeout error
+    assert "Non-2xx" not in output and result["bad"] == "0"
+    served = set(result["versions"].split())
+    assert served <= set(versions) and len(served) >= 2, (served, versions)  # wrk saw the swaps, and no stray one
+    ids_of = {}
+    for version in versions:
+        snapshot = load_snapshot(index_dir / "snapshots" / version)
+        ids_of[version] = {snapshot.articles[row]["id"] for row in range(len(snapshot))}
+    for status, version, items in checked:
+        assert status == 200 and version in ids_of and set(items) <= ids_of[version], (status, version, items)
+    assert len(checked) > 50
+    assert "Traceback" not in log and TOKEN not in log
+    (tmp_path / "load-result.json").write_text(json.dumps({**result, "reader_checks": len(checked)}))
+
+
+def test_a_killed_worker_is_replaced_and_no_acknowledged_write_is_lost(tmp_path, published):
+    _, index_dir = published
+    server = Server(index_dir, tmp_path / "state", RECOMMENDER_WRITE_RATE_LIMIT="")
+    acknowledged: list[tuple[str, str]] = []  # ("override", "a3 block a17") or ("article", id)
+    lock, stop = threading.Lock(), threading.Event()
+
+    def writer(n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            if i % 3:
+                source, target = f"a{(n * 7 + i) % 60}", f"a{(n * 11 + i * 5 + 1) % 60}"
+                if source == target:
+                    continue
+                try:
+                    status, _ = request(server.base, "PUT", f"/v1/articles/{source}/overrides",
+                                        {"action": "block", "target": target, "who": f"writer-{n}"})
+                except OSError:
+                    continue  # the connection died with the worker: not acknowledged
+                if status == 200:
+                    with lock:
+                        acknowledged.append(("override", f"{source} {target}"))
+            else:
+                article_id = f"live-{n}-{i}"
+                body = {"title": f"Neu {n} {i}", "body": f"{TOPICS[i % 3]} Live {n} {i}.", "lang": "de",
+                        "published_at": "2026-03-02T08:00:00+01:00"}
+                try:
+                    status, _ = request(server.base, "PUT", f"/v1/articles/{article_id}", body)
+                except OSError:
+                    continue
+                if status in (200, 201):
+                    with lock:
+                        acknowledged.append(("article", article_id))
+
+    try:
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(2)
+        victims = server.workers()
+        os.kill(victims[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while victims[0] in server.workers() or len(server.workers()) < 2:
+            assert time.monotonic() < deadline, "the killed worker was not replaced"
+            time.sleep(0.1)
+        time.sleep(2)  # writes go on against the replacement
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert len(set(server.workers()) - set(victims)) >= 1
+        missing = []
+        for kind, what in acknowledged:
+            if kind == "override":
+                source, target = what.split()
+                _, data = request(server.base, "GET", f"/v1/articles/{source}/overrides")
+                if not any(o["target_id"] == target and o["action"] == "block" for o in data["overrides"]):
+                    missing.append(what)
+            else:
+                status, data = request(server.base, "GET", f"/v1/articles?q={what}")
+                if [a["id"] for a in data.get("articles", [])] != [what]:
+                    missing.append(what)
+    finally:
+        log = server.stop()
+    print(f"{len(acknowledged)} acknowledged writes, {sum(k == 'article' for k, _ in acknowledged)} articles")
+    assert len(acknowledged) > 20 and missing == []
+    assert TOKEN not in log
+
+
+def test_a_snapshot_with_a_flipped_byte_is_refused_and_the_previous_one_keeps_serving(tmp_path, published):
+    corpus, index_dir = published
+    server = Server(index_dir, tmp_path / "state")
+    try:
+        first = request(server.base, "GET", "/v1/articles/a1/related")[1]["index_version"]
+        # Build a good second snapshot elsewhere, flip one byte of its vectors, then publish it by hand the way
+        # a disk error or a half-copied directory would look to the server.
+        other = tmp_path / "other"
+        write_jsonl(corpus, corpus_records("ab"))
+        assert index_job(corpus, other).returncode == 0
+        built = (other / "current").resolve()
+        target = next(p for p in sorted(built.iterdir()) if p.suffix == ".npy" and p.stat().st_size > 200)
+        data = bytearray(target.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        target.write_bytes(bytes(data))
+        shutil.copytree(built, index_dir / "snapshots" / built.name)
+        link = index_dir / "current.tmp"
+        os.symlink(os.path.join("snapshots", built.name), link)
+        os.replace(link, index_dir / "current")
+        time.sleep(1.5)  # several reload intervals
+        answers = [request(server.base, "GET", "/v1/articles/a1/related") for _ in range(20)]
+        assert all(status == 200 and data["index_version"] == first for status, data in answers)
+        assert request(server.base, "GET", "/v1/articles/b1/related")[0] == 404  # the broken one's article
+    finally:
+        log = server.stop()
+    assert "not switching to snapshot" in log and "checksum" in log and built.name in log
