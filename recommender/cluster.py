@@ -57,7 +57,7 @@ class DaskExecutor:
                     running.add(self._submit(recipe, next_number, texts))
                 yield number, vectors
         finally:
-            for future in running.futures:
+            for future in list(running.futures):  # a copy: cancelling removes them from running
                 future.cancel()
 
     def _submit(self, recipe: DenseEncoder, number: int, texts: list[str]) -> Any:

@@ -14,6 +14,7 @@ from conftest import CORPUS, REPO
 from recommender import cluster
 from recommender.cli import main
 from recommender.config import load_settings
+from recommender.encoders.use import UseEncoder
 from recommender.engine import Recommender
 from recommender.index import load_snapshot
 
@@ -119,3 +120,20 @@ def test_unreachable_scheduler_is_one_line_and_exit_1(tmp_path, capsys, monkeypa
     assert err.startswith(f"recommender: error: cannot reach the Dask scheduler at {address}")
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "index" / "current").exists()
+
+
+class _ObjectBound(UseEncoder):
+    """An encoder whose identity differs between the job's object and any copy: a worker with other versions."""
+
+    def identity(self):
+        return {**super().identity(), "object": id(self)}
+
+
+def test_a_worker_with_another_encoder_version_fails_the_run():
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as local, \
+            Client(local, set_as_default=False) as client:
+        batches = cluster.DaskExecutor(client).map(_ObjectBound(threads=1), [["Ein Text."], ["Noch einer."]])
+        with pytest.raises(cluster.ClusterError, match="a worker's encoder differs from this job's"):
+            list(batches)
