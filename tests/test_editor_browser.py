@@ -102,24 +102,51 @@ def test_editor_looks_up_kursk_sees_reasons_and_blocks_a_story(server, browser, 
     assert blocked not in public and len(public) == 10
 
 
-def test_hostile_title_is_shown_as_text(server, browser):
+HOSTILE_TITLES = {
+    "hostile-1": '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">Kursk: Soldaten aus Nordkorea',
+    "hostile-2": "\u202eaeroknroN\u202c \u200fמלחמה\u200e Kursk <b onmouseover=\"window.pwned=3\">fett</b> &amp; &lt;",
+    "hostile-3": ("Kursk " + "Nordkorea <i>x</i> " * 600)[:9_999] + "!",  # 10,000 characters
+}
+
+
+def put_article(server, article_id, title):
+    article = {"title": title, "lang": "de", "published_at": "2024-11-02T10:00:00+01:00", "section": "Politik",
+               "teaser": "<iframe src=\"javascript:window.pwned=4\"></iframe>Vorspann",
+               "body": "Nordkoreanische Soldaten kämpfen nach Angaben aus Kiew im russischen Gebiet Kursk. "
+                       f"<script>window.pwned = 5</script> {title[:200]}"}
+    request = urllib.request.Request(server + f"/v1/articles/{article_id}", data=json.dumps(article).encode(),
+                                     method="PUT", headers={"Content-Type": "application/json",
+                                                            "Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        assert answer.status == 201
+
+
+def test_hostile_titles_are_stored_as_text_and_shown_escaped(server, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    title = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">Kursk: Soldaten aus Nordkorea'
-    article = {"title": title, "lang": "de", "published_at": "2024-11-02T10:00:00+01:00", "section": "Politik",
-               "body": "Nordkoreanische Soldaten kämpfen nach Angaben aus Kiew im russischen Gebiet Kursk."}
-    request = urllib.request.Request(server + "/v1/articles/hostile-1", data=json.dumps(article).encode(), method="PUT",
-                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
-    with urllib.request.urlopen(request, timeout=60) as answer:
-        assert answer.status == 201
+    assert len(HOSTILE_TITLES["hostile-3"]) == 10_000
+    for article_id, title in HOSTILE_TITLES.items():
+        put_article(server, article_id, title)
     browser.get(server + "/editor")
     browser.find_element(By.ID, "token").send_keys(TOKEN)
     browser.find_element(By.CSS_SELECTOR, "#token-form button").click()
-    browser.find_element(By.ID, "query").send_keys("hostile-1")
-    browser.find_element(By.CSS_SELECTOR, "#search-form button").click()
-    WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "article-title").text)
-    assert browser.find_element(By.ID, "article-title").text == title
-    assert browser.find_element(By.ID, "results").text.startswith("<script>")
+    text_of = "return document.getElementById(arguments[0]).textContent"
+    for article_id, title in HOSTILE_TITLES.items():
+        query = browser.find_element(By.ID, "query")
+        query.clear()
+        query.send_keys(article_id)
+        browser.find_element(By.CSS_SELECTOR, "#search-form button").click()
+        WebDriverWait(browser, 20).until(lambda d: d.execute_script(text_of, "article-title") == title.strip())
+        assert browser.execute_script(text_of, "results").startswith(title.strip()[:50])
+        # The list of related stories (other hostile articles among them, with their markup teasers) renders too.
+        WebDriverWait(browser, 20).until(lambda d: d.execute_script("return document.querySelectorAll('#items tr').length"))
     assert browser.execute_script("return window.pwned === undefined")
-    assert not browser.find_elements(By.CSS_SELECTOR, "#article img, #results img")
+    injected = "#article img, #article b, #article i, #article iframe, #article script, #results img, #results b, " \
+               "#results i, #items img, #items iframe, #items script, #items b, #items i"
+    assert not browser.find_elements(By.CSS_SELECTOR, injected)
+    for article_id, title in HOSTILE_TITLES.items():  # stored as given: text, neither escaped nor stripped of tags
+        lookup = urllib.request.Request(server + f"/v1/articles?q={article_id}",
+                                        headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(lookup) as answer:
+            assert json.loads(answer.read())["articles"][0]["title"] == title.strip()
