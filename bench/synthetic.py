@@ -23,8 +23,10 @@ sys.path.insert(0, str(REPO))
 from recommender.corpus import Article  # noqa: E402
 from recommender.encoders import TfidfModel  # noqa: E402
 from recommender.index import SignalArrays, new_snapshot_dir, publish, write_snapshot  # noqa: E402
+from recommender.neighbours import SearchLayout  # noqa: E402
 from recommender.profiles import get_profile  # noqa: E402
 from recommender.signals import SignalEncoder  # noqa: E402
+from recommender.stages import StageClock  # noqa: E402
 
 SECTIONS = {"de": ["Politik", "Wirtschaft", "Sport", "Kultur", "Wissen", "Panorama", "Digital"],
             "en": ["Politics", "World", "Business", "Sport", "Culture", "Science", "Technology"]}
@@ -52,7 +54,7 @@ def lexical(rng: np.random.Generator, story: np.ndarray, terms: int, per_row: in
     return sparse.diags(1.0 / norms).dot(matrix).tocsr().astype(np.float32)
 
 
-def build(n: int, index_dir: Path, profile_name: str, seed: int = 0) -> Path:
+def build(n: int, index_dir: Path, profile_name: str, seed: int = 0, ann_min_articles: int = 20_000) -> Path:
     """Write and publish a synthetic snapshot of n articles; returns its directory."""
     rng = np.random.default_rng(seed)
     profile = get_profile(profile_name)
@@ -77,7 +79,12 @@ def build(n: int, index_dir: Path, profile_name: str, seed: int = 0) -> Path:
         arrays.sparse[signal.name] = lexical(rng, story, terms, 120 if signal.kind == "tfidf" else 20)
         arrays.sparse_models[signal.name] = model
     target = new_snapshot_dir(index_dir)
-    write_snapshot(target, articles, arrays, profile, SignalEncoder(profile).identities(), extra={"synthetic": True})
+    clock = StageClock()
+    with clock.running(), clock.stage("write"):
+        write_snapshot(target, articles, arrays, profile, SignalEncoder(profile).identities(),
+                       extra={"synthetic": True}, layout=SearchLayout(ann_min_articles=ann_min_articles))
+    print("write stages: " + ", ".join(f"{name} {seconds:.1f}s" for name, seconds in clock.seconds.items()),
+          file=sys.stderr)
     publish(index_dir, target, keep=1)
     return target
 
@@ -87,8 +94,10 @@ def main() -> None:
     parser.add_argument("--articles", type=int, default=100_000)
     parser.add_argument("--index", required=True)
     parser.add_argument("--profile", default="default")
+    parser.add_argument("--ann-min-articles", type=int, default=20_000,
+                        help="build graphs and candidate lists from this size on (setting ann_min_articles)")
     args = parser.parse_args()
-    print(build(args.articles, Path(args.index), args.profile))
+    print(build(args.articles, Path(args.index), args.profile, ann_min_articles=args.ann_min_articles))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import xxhash
@@ -40,6 +40,7 @@ from .encoders import TfidfModel
 from .metadata import ArticleTable, RowLookup, codes_of, encode_column, jsonl_with_offsets, sorted_id_hashes
 from .neighbours import SearchLayout, build_graph, candidate_lists, graph_signals, open_graph
 from .profiles import Profile
+from .stages import stage
 from .textprep import TEXTPREP_VERSION, make_teaser
 
 # 2: float16 vectors, metadata read on demand, xxh3 checksums, graphs and candidate lists.
@@ -217,14 +218,11 @@ def write_snapshot(
     identities: Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
     layout: SearchLayout = SearchLayout(),
-    on_stage: Callable[[str], None] | None = None,
 ) -> Path:
     """Write a complete snapshot into the new directory target and return it; large ones (layout) get
-    neighbour graphs and candidate lists. on_stage(name) is called as each part starts, for timings."""
+    neighbour graphs and candidate lists (timed as the job stage 'search structures')."""
     if "tfidf" not in arrays.sparse:
         raise ValueError("a snapshot needs the word TF-IDF signal")
-    stage = on_stage or (lambda name: None)
-    stage("write")
     target.mkdir(parents=True)
     n = len(articles)
     metadata = [article_metadata(a) for a in articles]
@@ -256,9 +254,8 @@ def write_snapshot(
         )
     graphs: list[str] = []
     if n >= max(layout.ann_min_articles, 2):
-        stage("search structures")
-        graphs = _write_search_structures(target, arrays, profile, layout)
-    stage("verify")
+        with stage("search structures"):
+            graphs = _write_search_structures(target, arrays, profile, layout)
     files = {p.name: {"xxh3_128": _digest(p), "bytes": p.stat().st_size} for p in sorted(target.iterdir())}
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -291,7 +288,7 @@ def _write_search_structures(target: Path, arrays: SignalArrays, profile: Profil
     graphs = {name: build_graph(dense[name], layout) for name in graph_signals(profile)}
     for name, graph in graphs.items():
         graph.save(str(target / f"graph_{name}.usearch"))
-    lists = candidate_lists(profile, dense, arrays.sparse, graphs, layout)
+    lists = candidate_lists(dense, graphs, layout)
     np.save(target / "candidates.npy", lists)
     return list(graphs)
 

@@ -23,6 +23,7 @@ from .index import (
     write_snapshot,
 )
 from .joblog import event
+from .neighbours import SearchLayout
 from .profiles import get_profile
 from .signals import Progress, no_progress
 from .stages import StageClock, stage
@@ -123,10 +124,12 @@ def _build(
         try:
             with stage("write"):
                 write_snapshot(target, loaded.articles, arrays, profile, identities,
-                               extra={"skipped_invalid": len(loaded.problems)})
+                               extra={"skipped_invalid": len(loaded.problems)},
+                               layout=SearchLayout.from_settings(settings))
             with stage("verify"):
                 # Read back what was written before anyone is pointed at it.
-                load_snapshot(target, expected=profile_fingerprint(profile, identities), verify=True)
+                load_snapshot(target, expected=profile_fingerprint(profile, identities), verify=True,
+                              expansion_search=settings.ann_expansion)
             with stage("publish"):
                 publish(index_dir, target, keep=settings.keep_snapshots)
         except BaseException:

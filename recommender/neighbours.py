@@ -6,9 +6,9 @@ costs tens of milliseconds per signal (memory bandwidth: 1M x 384 float16 is 768
 * one usearch HNSW graph per signal that carries a large share of the fused score (float16, stored in the
   snapshot and memory-mapped by the server: start-up does not read it), for queries by text and for articles
   without a list;
-* for every article, the rows of its `candidates` best neighbours by fused similarity (graph search over each
-  graph, union, re-scored with every weighted signal). Related-by-id is then a lookup, re-ranked with
-  freshness, filters and duplicate collapsing over a hundred rows instead of a million.
+* for every article, the rows of its `candidates` nearest neighbours in each graph. Related-by-id is then a
+  lookup, re-scored with every weighted signal and freshness, filtered and collapsed over a hundred rows
+  instead of a million.
 
 usearch was chosen over hnswlib and faiss by `bench/ann_choice.py` (docs/benchmarks.md): comparable recall
 and speed, and the only one of the three that serves a saved graph memory-mapped (`view=True`).
@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
-from scipy import sparse
 
 from .profiles import Profile
 
@@ -103,60 +102,41 @@ def search_graphs(graphs: Mapping[str, Any], queries: Mapping[str, np.ndarray], 
     return np.concatenate(found, axis=1)
 
 
-def pair_similarities(
-    profile: Profile, dense: Mapping[str, np.ndarray], lexical: Mapping[str, sparse.csr_matrix],
-    rows: np.ndarray, others: np.ndarray,
-) -> np.ndarray:
-    """Fused similarity of each rows[i] with each others[i, j] (others >= 0): shape others.shape."""
-    flat = others.ravel()
-    sims: dict[str, np.ndarray] = {}
-    for signal in profile.weighted:
-        if signal.name in dense:
-            matrix = dense[signal.name]
-            left = np.asarray(matrix[rows], dtype=np.float32)
-            right = np.asarray(matrix[flat], dtype=np.float32).reshape(*others.shape, -1)
-            sims[signal.name] = np.einsum("qd,qcd->qc", left, right)
-        else:
-            matrix = lexical[signal.name]
-            left = matrix[np.repeat(rows, others.shape[1])]
-            sims[signal.name] = np.asarray(left.multiply(matrix[flat]).sum(axis=1)).reshape(others.shape)
-    return profile.fuse(sims)
-
-
 def candidate_lists(
-    profile: Profile,
     dense: Mapping[str, np.ndarray],
-    lexical: Mapping[str, sparse.csr_matrix],
     graphs: Mapping[str, Any],
     layout: SearchLayout,
     on_rows: Callable[[int], None] | None = None,
-    block: int = 512,
+    block: int = 4096,
 ) -> np.ndarray:
-    """Each article's `layout.candidates` best other articles by fused similarity, best first:
-    (n, candidates) int32, padded with NO_NEIGHBOUR."""
+    """Each article's nearest other articles in each graph, `layout.candidates` per graph:
+    (n, candidates * graphs) int32, padded with NO_NEIGHBOUR.
+
+    Not re-scored here: every query re-scores its list with all weighted signals and freshness anyway, and
+    the graphs cover the signals that carry the score (re-scoring a million lists at build time cost more
+    than building the graphs)."""
     n = next(iter(dense.values())).shape[0]
-    width = min(layout.candidates, max(n - 1, 0))
-    lists = np.full((n, layout.candidates), NO_NEIGHBOUR, dtype=np.int32)
+    lists = np.full((n, layout.candidates * len(graphs)), NO_NEIGHBOUR, dtype=np.int32)
     for start in range(0, n, block):
         rows = np.arange(start, min(start + block, n))
-        found = search_graphs(graphs, {name: dense[name][rows] for name in graphs}, width + 1, layout.threads)
+        found = search_graphs(graphs, {name: dense[name][rows] for name in graphs}, layout.candidates + 1,
+                              layout.threads)
         found = _unique_per_row(found, rows)
-        usable = found >= 0
-        scores = pair_similarities(profile, dense, lexical, rows, np.where(usable, found, 0))
-        scores[~usable] = -np.inf
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :width]
-        best = np.take_along_axis(found, order, axis=1)
-        best[np.take_along_axis(scores, order, axis=1) == -np.inf] = NO_NEIGHBOUR
-        lists[rows, :width] = best
+        # Real rows first, in graph order; the padding (NO_NEIGHBOUR) after them.
+        order = np.argsort(found < 0, axis=1, kind="stable")
+        found = np.take_along_axis(found, order, axis=1)[:, : lists.shape[1]]
+        lists[rows, : found.shape[1]] = found
         if on_rows is not None:
             on_rows(rows.size)
     return lists
 
 
 def _unique_per_row(found: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Drop the query row itself and rows found by more than one graph (NO_NEIGHBOUR in their place)."""
-    found = np.sort(found, axis=1)
-    repeated = np.zeros_like(found, dtype=bool)
-    repeated[:, 1:] = found[:, 1:] == found[:, :-1]
-    found[repeated | (found == rows[:, None])] = NO_NEIGHBOUR
-    return found
+    """Drop the query row itself and rows found twice (NO_NEIGHBOUR in their place), keeping the order."""
+    order = np.argsort(found, axis=1, kind="stable")  # equal rows stay in order: the first one is kept
+    ordered = np.take_along_axis(found, order, axis=1)
+    repeated_in_order = np.zeros(found.shape, dtype=bool)
+    repeated_in_order[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    repeated = np.zeros(found.shape, dtype=bool)
+    np.put_along_axis(repeated, order, repeated_in_order, axis=1)
+    return np.where(repeated | (found == rows[:, None]), NO_NEIGHBOUR, found)

@@ -8,6 +8,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from scipy import sparse
 
+from . import sparserows
 from .index import Snapshot
 from .profiles import Profile
 
@@ -80,7 +81,7 @@ def query_from_row(snapshot: Snapshot, row: int) -> QueryVectors:
     """The stored vectors of an indexed article, as a query."""
     return QueryVectors(
         {name: np.asarray(v[row], dtype=np.float32) for name, v in snapshot.dense.items()},
-        {name: m[row] for name, m in snapshot.sparse.items()},
+        {name: sparserows.row(m, row) for name, m in snapshot.sparse.items()},
     )
 
 
@@ -96,10 +97,11 @@ def signal_similarities(
         if name in snapshot.dense:
             vectors = snapshot.dense[name] if rows is None else np.asarray(snapshot.dense[name][rows], dtype=np.float32)
             sims[name] = np.asarray(vectors @ query.dense[name], dtype=np.float32)
-        else:
-            matrix = snapshot.sparse[name] if rows is None else snapshot.sparse[name][rows]
+        elif rows is None:
             # A dense query vector makes this one pass over the matrix's non-zeros.
-            sims[name] = np.asarray(matrix @ query.sparse[name].toarray().ravel(), dtype=np.float32)
+            sims[name] = np.asarray(snapshot.sparse[name] @ query.sparse[name].toarray().ravel(), dtype=np.float32)
+        else:
+            sims[name] = sparserows.similarities_to(snapshot.sparse[name], rows, query.sparse[name])
     return sims
 
 
@@ -236,11 +238,11 @@ def _collapsed(
     final = scores.final
     top = positions[np.argpartition(-final[positions], pool - 1)[:pool]]
     top = top[np.lexsort((rows[top], -final[top]))]
-    lexical = signal_similarities(snapshot, query, ["tfidf"], rows=rows[top])["tfidf"]
+    lexical = sparserows.similarities_to(snapshot.tfidf, rows[top], query.sparse["tfidf"])
     versions_of_query = lexical >= options.duplicate_threshold
     removed["self_and_versions"] = removed.get("self_and_versions", 0) + int(np.count_nonzero(versions_of_query))
     top, lexical = top[~versions_of_query], lexical[~versions_of_query]
-    groups = _group_versions(snapshot.tfidf[rows[top]], options.duplicate_threshold)
+    groups = _group_versions(sparserows.pairwise(snapshot.tfidf, rows[top]), options.duplicate_threshold)
     suggestions: list[Suggestion] = []
     for members in groups[: options.k]:
         group = top[members]
@@ -256,9 +258,11 @@ def _collapsed(
     return suggestions
 
 
-def _group_versions(tfidf_rows: sparse.csr_matrix, threshold: float) -> list[list[int]]:
-    """Greedy grouping of candidates (in score order) into sets of near-duplicate versions."""
-    pairwise = (tfidf_rows @ tfidf_rows.T).toarray()
+def _group_versions(pairwise: np.ndarray, threshold: float) -> list[list[int]]:
+    """Greedy grouping of candidates (in score order, pairwise lexical similarities) into sets of
+    near-duplicate versions."""
+    if not np.triu(pairwise >= threshold, 1).any():
+        return [[i] for i in range(pairwise.shape[0])]  # the usual case: no two versions of one text
     groups: list[list[int]] = []
     leader_of: list[int] = []
     for i in range(pairwise.shape[0]):

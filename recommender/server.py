@@ -25,6 +25,13 @@ def serve(settings: Settings, announce: Any = print) -> None:
         app = create_app(settings)
         engine = app.config["RECOMMENDER"]
 
+        def post_fork(server: Any, worker: Any) -> None:
+            from threadpoolctl import threadpool_limits
+
+            # Each worker answers one request at a time and there is a worker per core: BLAS threads of
+            # their own only fight over the cores (a 40x40 product took 20 ms instead of 0.05 under load).
+            threadpool_limits(1, user_api="blas")
+
         def child_exit(server: Any, worker: Any) -> None:
             from prometheus_client import multiprocess
 
@@ -36,6 +43,7 @@ def serve(settings: Settings, announce: Any = print) -> None:
                     "bind": f"{settings.host}:{settings.port}",
                     "workers": settings.workers,
                     "preload_app": True,
+                    "post_fork": post_fork,
                     "child_exit": child_exit,
                     "accesslog": None,
                     "errorlog": "-",
