@@ -133,7 +133,7 @@ def test_load_while_the_index_is_republished_twice_loses_no_request(tmp_path, pu
             checked.append((status, data.get("index_version"), [item["id"] for item in data.get("items", [])]))
 
     try:
-        wrk = subprocess.Popen([WRK, "-t2", "-c8", f"-d{seconds}s", "--latency", "-s", str(script),
+        wrk = subprocess.Popen([WRK, "-t2", "-c8", f"-d{seconds}s", "--timeout", "10s", "--latency", "-s", str(script),
                                 f"{server.base}/v1/articles/a1/related?k=5"], stdout=subprocess.PIPE, text=True)
         watcher = threading.Thread(target=reader)
         watcher.start()
