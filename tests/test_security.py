@@ -213,3 +213,13 @@ def test_cors_allows_only_configured_origins_and_never_writes(settings, client):
     closed = create_app(settings.replace(cors_origins=""), api_token=TOKEN).test_client()
     answer = closed.get("/v1/articles/a0/related", headers={"Origin": "https://news.example"})
     assert "Access-Control-Allow-Origin" not in answer.headers
+
+
+@pytest.mark.parametrize("field", ["title", "body", "teaser"])
+def test_a_lone_surrogate_in_an_article_or_draft_is_refused_not_a_500(client, field):
+    fields = {"title": "Donau", "body": "Passau", "lang": "de", "published_at": "2026-03-02T08:00:00+01:00"}
+    raw = '{' + ", ".join(f'"{k}": "{v}"' for k, v in {**fields, field: "A\\ud800B"}.items()) + '}'
+    answer = client.put("/v1/articles/sur-1", data=raw, content_type="application/json", headers=AUTH)
+    assert answer.status_code == 422 and "surrogate" in answer.get_json()["message"]
+    draft = client.post("/v1/related", data=raw, content_type="application/json")
+    assert draft.status_code == 422 and "surrogate" in draft.get_json()["message"]  # encoders never see it
