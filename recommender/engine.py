@@ -163,6 +163,24 @@ class Recommender:
         self.refresh()
         return new
 
+    def find(self, query: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Metadata of the served articles an editor may mean by query: the article with this id, else those
+        whose title contains every word of it; newest first, taken-down articles left out."""
+        snapshot, taken_down = self.snapshot, self.rules().taken_down
+        exact = snapshot.row_of.get(query.strip())
+        rows = np.array([exact]) if exact is not None else snapshot.titles.rows_with(query.split())
+        if snapshot.shadowed is not None and rows.size:
+            rows = rows[~snapshot.shadowed[rows]]  # the indexed version of an article updated since
+        newest_first = rows[np.argsort(-snapshot.published_at[rows], kind="stable")]
+        found = []
+        for row in newest_first:
+            meta = snapshot.articles[int(row)]
+            if meta["id"] not in taken_down:
+                found.append(meta)
+                if len(found) == limit:
+                    break
+        return found
+
     def options(self, k: int | None = None, now: datetime | None = None) -> RankOptions:
         """Ranking options from the settings, with k and the reference time if given."""
         return RankOptions(

@@ -6,6 +6,7 @@ Layout of an index directory::
     DIR/snapshots/<name>/manifest.json
     DIR/snapshots/<name>/articles.jsonl               (metadata, one article a line, row order)
     DIR/snapshots/<name>/articles_offsets.npy         (n_articles + 1,) int64 byte offset of each line
+    DIR/snapshots/<name>/titles.txt, titles_offsets.npy   casefolded titles, one a line (editors' search)
     DIR/snapshots/<name>/id_hashes.npy, id_rows.npy   sorted 64-bit id hashes and their rows (id lookup)
     DIR/snapshots/<name>/lang_codes.npy, section_codes.npy   small integer codes (values in the manifest)
     DIR/snapshots/<name>/dense_<signal>.npy           (n_articles, dim) float16 or float32, memory-mapped
@@ -37,7 +38,15 @@ from scipy import sparse
 
 from .corpus import Article
 from .encoders import TfidfModel
-from .metadata import ArticleTable, RowLookup, codes_of, encode_column, jsonl_with_offsets, sorted_id_hashes
+from .metadata import (
+    ArticleTable,
+    RowLookup,
+    TitleIndex,
+    codes_of,
+    encode_column,
+    jsonl_with_offsets,
+    sorted_id_hashes,
+)
 from .neighbours import SearchLayout, build_graph, candidate_lists, graph_signals, open_graph
 from .profiles import Profile
 from .stages import stage
@@ -93,6 +102,7 @@ class Snapshot:
     lang_codes, section_codes : per row, the index into lang_values / section_values (sections casefolded)
     candidates : (graph_rows, C) int32 precomputed candidate rows (-1 = none), or None for an exact index
     graphs : signal name -> neighbour graph over the first graph_rows rows (empty for an exact index)
+    titles : the titles, for editors' searches by words of a title
     """
 
     path: Path
@@ -111,6 +121,7 @@ class Snapshot:
     candidates: np.ndarray | None = None
     graphs: dict[str, Any] = field(default_factory=dict)
     graph_rows: int = 0
+    titles: TitleIndex = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         # Snapshots built in memory (tests, live views of small lists) derive their columns here.
@@ -118,6 +129,8 @@ class Snapshot:
             self.row_of = {a["id"]: i for i, a in enumerate(self.articles)}
         if self.lang_codes is None:
             self.lang_codes, self.lang_values = encode_column([a["lang"] for a in self.articles])
+        if self.titles is None:
+            self.titles = TitleIndex.build([a["title"] for a in self.articles])
         if self.section_codes is None:
             self.section_codes, self.section_values = encode_column(
                 [a["section"].casefold() for a in self.articles])
@@ -229,6 +242,9 @@ def write_snapshot(
     blob, offsets = jsonl_with_offsets(metadata)
     (target / "articles.jsonl").write_bytes(blob)
     np.save(target / "articles_offsets.npy", offsets)
+    titles, title_offsets = TitleIndex.encode([m["title"] for m in metadata])
+    (target / "titles.txt").write_bytes(titles)
+    np.save(target / "titles_offsets.npy", title_offsets)
     hashes, rows = sorted_id_hashes([m["id"] for m in metadata])
     np.save(target / "id_hashes.npy", hashes)
     np.save(target / "id_rows.npy", rows)
@@ -364,6 +380,7 @@ def _open_arrays(path: Path, manifest: dict[str, Any], expansion_search: int) ->
         row_of=row_of, lang_codes=np.asarray(array("lang_codes.npy")), lang_values=manifest["langs"],
         section_codes=np.asarray(array("section_codes.npy")), section_values=manifest["sections"],
         candidates=array("candidates.npy") if graphs else None, graphs=graphs, graph_rows=n if graphs else 0,
+        titles=TitleIndex.open(path / "titles.txt", array("titles_offsets.npy")),
     )
 
 

@@ -156,6 +156,7 @@ def live_view(
     section_codes = np.concatenate(
         [base.section_codes, codes_of([a.section.casefold() for a in articles], sections)]).astype(np.uint32)
     manifest = {**base.manifest, "snapshot": f"{base.version}+live{version}"}
-    return replace(base, manifest=manifest, articles=table, dense=dense, sparse=matrices, published_at=stamps,
-                   shadowed=shadowed if shadowed.any() else None, row_of=row_of, lang_codes=lang_codes,
-                   lang_values=langs, section_codes=section_codes, section_values=sections)
+    return replace(base, manifest=manifest, articles=table, titles=base.titles.extended([a.title for a in articles]),
+                   dense=dense, sparse=matrices, published_at=stamps, shadowed=shadowed if shadowed.any() else None,
+                   row_of=row_of, lang_codes=lang_codes, lang_values=langs, section_codes=section_codes,
+                   section_values=sections)

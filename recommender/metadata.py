@@ -132,3 +132,62 @@ def codes_of(wanted: Sequence[str], values: Sequence[str]) -> list[int]:
     """The codes of those wanted values that occur at all."""
     position = {v: i for i, v in enumerate(values)}
     return [position[w] for w in wanted if w in position]
+
+
+class TitleIndex:
+    """Casefolded titles, one a line, searched for substrings: an editor's "words of the title" lookup costs
+    one pass over the titles (tens of milliseconds at a million), not decoding every article."""
+
+    def __init__(self, blob: Any, offsets: np.ndarray, extra: Sequence[str] = ()) -> None:
+        self._blob, self._offsets, self._extra = blob, offsets, [t.casefold() for t in extra]
+        self._base = int(offsets.shape[0]) - 1
+
+    @classmethod
+    def build(cls, titles: Sequence[str]) -> "TitleIndex":
+        """An index of these titles in memory."""
+        blob, offsets = cls.encode(titles)
+        return cls(blob, offsets)
+
+    @staticmethod
+    def encode(titles: Sequence[str]) -> tuple[bytes, np.ndarray]:
+        """The file contents of an index: casefolded titles as lines, and each line's byte offset."""
+        lines = [(" ".join(t.casefold().split()) + "\n").encode("utf-8") for t in titles]
+        offsets = np.zeros(len(lines) + 1, dtype=np.int64)
+        np.cumsum([len(line) for line in lines], out=offsets[1:])
+        return b"".join(lines), offsets
+
+    @classmethod
+    def open(cls, path: Path, offsets: np.ndarray) -> "TitleIndex":
+        """The index stored in a snapshot."""
+        with path.open("rb") as handle:
+            blob = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if path.stat().st_size else b""
+        return cls(blob, offsets)
+
+    def extended(self, titles: Sequence[str]) -> "TitleIndex":
+        """An index that also holds these titles, as the next rows."""
+        return TitleIndex(self._blob, self._offsets, [*self._extra, *titles])
+
+    def rows_with(self, words: Sequence[str]) -> np.ndarray:
+        """Rows whose title contains every one of words (case-insensitive substrings), ascending."""
+        words = [w.casefold() for w in words if w.strip()]
+        if not words:
+            return np.zeros(0, dtype=np.int64)
+        found: np.ndarray | None = None
+        for word in sorted(words, key=len, reverse=True):  # a long word is usually the rarest
+            rows = self._rows_with(word)
+            found = rows if found is None else np.intersect1d(found, rows, assume_unique=True)
+            if found.size == 0:
+                break
+        extra = [self._base + i for i, title in enumerate(self._extra) if all(w in title for w in words)]
+        return np.concatenate([found, np.asarray(extra, dtype=np.int64)]) if extra else found
+
+    def _rows_with(self, word: str) -> np.ndarray:
+        needle = word.encode("utf-8")
+        positions = []
+        at = self._blob.find(needle)
+        while at != -1:
+            positions.append(at)
+            row_end = int(self._offsets[np.searchsorted(self._offsets, at, side="right")])
+            at = self._blob.find(needle, row_end)  # one hit per title is enough
+        rows = np.searchsorted(self._offsets, np.asarray(positions, dtype=np.int64), side="right") - 1
+        return rows.astype(np.int64)

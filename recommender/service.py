@@ -272,18 +272,10 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
     @app.get("/v1/articles")
     @editor_only
     def search_articles() -> Any:
-        words = request.args.get("q", "").casefold().split()
-        if not words:
+        query = request.args.get("q", "")
+        if not query.split():
             raise _bad("give q: an article id or words of its title")
-        snapshot, hidden = current().snapshot, current().rules().taken_down
-        exact = snapshot.row_of.get(request.args.get("q", "").strip())
-        rows = [exact] if exact is not None else [
-            row for row, meta in enumerate(snapshot.articles)
-            if all(word in meta["title"].casefold() for word in words)
-        ]
-        rows = sorted((r for r in rows if snapshot.articles[r]["id"] not in hidden),
-                      key=lambda r: -int(snapshot.published_at[r]))[:20]
-        return jsonify(articles=[item_json(snapshot.articles[r]) for r in rows])
+        return jsonify(articles=[item_json(meta) for meta in current().find(query)])
 
     @app.get("/v1/articles/<article_id>/explain")
     @editor_only
