@@ -112,7 +112,7 @@ def test_an_article_added_after_the_build_reaches_the_lists_of_old_ones(engines)
 def test_editors_find_articles_by_id_or_title_words_newest_first(engines):
     _, graph, articles, _ = engines
     assert [m["id"] for m in graph.find("s7-3")] == ["s7-3"]
-    found = graph.find("GESCHICHTE 7 teil 3")
+    found = graph.find("GESCHICHTE 7 teil 3", limit=1000)
     assert "s7-3" in [m["id"] for m in found]
     assert all(all(w in m["title"].casefold() for w in ("geschichte", "7", "teil", "3")) for m in found)
     assert [m["published_at"] for m in found] == sorted((m["published_at"] for m in found), reverse=True)
