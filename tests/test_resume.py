@@ -109,3 +109,19 @@ def test_job_killed_at_a_random_moment_leaves_the_index_serving_and_the_rerun_ma
     published = {previous.name, current.name, (index / "current").resolve().name}
     stray = {p.name for p in (index / "snapshots").iterdir()} - published
     assert stray == set(), f"unfinished snapshot directories left behind: {stray}"
+
+
+@pytest.mark.xfail(reason="index.py/jobs.py keep an unfinished snapshot directory (left by SIGKILL while writing) "
+                          "until rotation; it takes one of keep_snapshots' places", strict=False)
+def test_an_unfinished_snapshot_left_by_a_kill_while_writing_is_removed_by_the_next_run(tmp_path):
+    from recommender.index import new_snapshot_dir
+
+    index = tmp_path / "index"
+    assert tfidf_job(CORPUS, index).returncode == 0
+    # What SIGKILL between creating the snapshot directory and publishing it leaves (the window is too short
+    # for a random kill to hit reliably, so it is made by hand).
+    unfinished = new_snapshot_dir(index)
+    unfinished.mkdir(parents=True)
+    (unfinished / "articles.jsonl").write_text('{"id": "half', encoding="utf-8")
+    assert tfidf_job(CORPUS, index).returncode == 0
+    assert not unfinished.exists()
