@@ -45,14 +45,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_ready(base: str, seconds: float = 60.0) -> None:
+def wait_ready(base: str, seconds: float = 60.0, poll: float = 0.3) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(base + "/readyz", timeout=2).read()
             return
         except OSError:
-            time.sleep(0.3)
+            time.sleep(poll)
     raise RuntimeError(f"server at {base} did not become ready")
 
 
@@ -74,22 +74,36 @@ def measure(index: str, seconds: int, connections: int, env: dict[str, str]) -> 
     ids = [a["id"] for a in snapshot.articles[:: max(1, len(snapshot) // 2000)]]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
     server = subprocess.Popen([sys.executable, "-m", "recommender", "serve", "--index", index, "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     results = {}
     try:
-        wait_ready(base)
+        wait_ready(base, poll=0.05)
+        startup = time.perf_counter() - started
         results["healthz"] = run_wrk(base + "/healthz", seconds, connections)
         with tempfile.TemporaryDirectory() as tmp:
             for name, query in (("related", ""), ("related+filters", "?lang=de&max_age_days=365&k=5")):
                 script = Path(tmp) / f"{name}.lua"
                 script.write_text(LUA % (",".join(json.dumps(i) for i in ids), 7, query))
                 results[name] = run_wrk(base + "/", seconds, connections, str(script))
+        memory = server_memory(server.pid)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-    results["articles"] = {"n": len(snapshot)}
+    results["articles"] = {"n": len(snapshot), "startup_s": startup, **memory}
     return results
+
+
+def server_memory(pid: int) -> dict[str, float]:
+    """Resident memory of the server (gunicorn master + workers), MiB: the sum of RSS counts pages the
+    workers share (index files mapped by each) once per process; PSS splits shared pages between them."""
+    import psutil
+
+    processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    infos = [p.memory_full_info() for p in processes]
+    return {"rss_mib": sum(i.rss for i in infos) / 2**20, "pss_mib": sum(i.pss for i in infos) / 2**20,
+            "processes": len(processes)}
 
 
 def main() -> None:
@@ -104,7 +118,10 @@ def main() -> None:
     env = {**os.environ, "RECOMMENDER_PROFILE": args.profile}
     for index in args.index:
         results = measure(index, args.seconds, args.connections, env)
-        print(f"{index}: {results.pop('articles')['n']} articles, {args.connections} connections, {args.seconds}s each")
+        facts = results.pop("articles")
+        print(f"{index}: {facts['n']} articles, {args.connections} connections, {args.seconds}s each; start-up to ready "
+              f"{facts['startup_s']:.2f} s; memory after the runs: RSS {facts['rss_mib']:.0f} MiB, "
+              f"PSS {facts['pss_mib']:.0f} MiB over {facts['processes']} processes")
         ceiling = results["healthz"]["requests_per_s"]
         for name, r in results.items():
             print(f"  {name:<16} {r['requests_per_s']:8.0f} req/s ({r['requests_per_s'] / ceiling:5.1%} of /healthz)"

@@ -54,7 +54,7 @@ def lexical(rng: np.random.Generator, story: np.ndarray, terms: int, per_row: in
     return sparse.diags(1.0 / norms).dot(matrix).tocsr().astype(np.float32)
 
 
-def build(n: int, index_dir: Path, profile_name: str, seed: int = 0, ann_min_articles: int = 20_000) -> Path:
+def build(n: int, index_dir: Path, profile_name: str, seed: int = 0, ann_min_articles: int = 5_000) -> Path:
     """Write and publish a synthetic snapshot of n articles; returns its directory."""
     rng = np.random.default_rng(seed)
     profile = get_profile(profile_name)
@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--articles", type=int, default=100_000)
     parser.add_argument("--index", required=True)
     parser.add_argument("--profile", default="default")
-    parser.add_argument("--ann-min-articles", type=int, default=20_000,
+    parser.add_argument("--ann-min-articles", type=int, default=5_000,
                         help="build graphs and candidate lists from this size on (setting ann_min_articles)")
     args = parser.parse_args()
     print(build(args.articles, Path(args.index), args.profile, ann_min_articles=args.ann_min_articles))

@@ -61,7 +61,7 @@ class Settings:
     )
     vector_dtype: str = _setting("float16", "How index snapshots store dense vectors: float16 (half the memory) or float32.")
     ann_min_articles: int = _setting(
-        20_000, "Indexes with at least this many articles get an approximate-neighbour graph and precomputed candidate lists; smaller ones are scanned exactly."
+        5_000, "Indexes with at least this many articles get an approximate-neighbour graph and precomputed candidate lists; smaller ones are scanned exactly."
     )
     candidates: int = _setting(100, "Candidates per article kept in the precomputed lists (and fetched from the graph) before re-ranking.")
     ann_expansion: int = _setting(200, "Breadth of an approximate-neighbour search (usearch `expansion_search`): higher is slower and closer to exact.")

@@ -421,6 +421,18 @@ def new_snapshot_dir(index_dir: str | Path) -> Path:
     return Path(index_dir) / SNAPSHOTS / f"{stamp}-{uuid.uuid4().hex[:6]}"
 
 
+def remove_unfinished(index_dir: str | Path) -> list[str]:
+    """Delete snapshot directories without a manifest (a job killed while writing them): never served, they
+    would only take places that `keep_snapshots` counts. Call with the job lock held. Returns their names."""
+    snapshots = Path(index_dir) / SNAPSHOTS
+    removed = []
+    for candidate in sorted(snapshots.iterdir()) if snapshots.is_dir() else []:
+        if candidate.is_dir() and not (candidate / "manifest.json").exists():
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate.name)
+    return removed
+
+
 def publish(index_dir: str | Path, snapshot_dir: Path, keep: int = 3) -> None:
     """Point index_dir/current at snapshot_dir atomically, then delete all but the newest `keep` snapshots."""
     index_dir = Path(index_dir)

@@ -20,6 +20,7 @@ from .index import (
     new_snapshot_dir,
     profile_fingerprint,
     publish,
+    remove_unfinished,
     write_snapshot,
 )
 from .joblog import event
@@ -104,6 +105,8 @@ def _build(
             with stage("connect"):
                 executor = resources.enter_context(dask_executor(settings.cluster))
         with stage("read"):
+            for name in remove_unfinished(index_dir):
+                event("cleanup", f"removed the unfinished snapshot {name} of an interrupted run", snapshot=name)
             loaded = load_corpus(corpus_paths, skip_invalid=skip_invalid)
             if not loaded.articles:
                 raise CorpusError("the corpus holds no valid article")

@@ -38,7 +38,9 @@ class ArticleTable(Sequence[dict[str, Any]]):
     def __len__(self) -> int:
         return self._base + len(self._extra)
 
-    def __getitem__(self, row: Any) -> dict[str, Any]:  # type: ignore[override]
+    def __getitem__(self, row: Any) -> Any:
+        if isinstance(row, slice):
+            return [self[i] for i in range(*row.indices(len(self)))]
         if not isinstance(row, (int, np.integer)):
             raise TypeError("an article table is indexed by row number")
         row = int(row)

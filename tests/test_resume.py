@@ -111,8 +111,6 @@ def test_job_killed_at_a_random_moment_leaves_the_index_serving_and_the_rerun_ma
     assert stray == set(), f"unfinished snapshot directories left behind: {stray}"
 
 
-@pytest.mark.xfail(reason="index.py/jobs.py keep an unfinished snapshot directory (left by SIGKILL while writing) "
-                          "until rotation; it takes one of keep_snapshots' places", strict=False)
 def test_an_unfinished_snapshot_left_by_a_kill_while_writing_is_removed_by_the_next_run(tmp_path):
     from recommender.index import new_snapshot_dir
 
