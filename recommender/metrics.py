@@ -24,6 +24,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.served_version = ""
+        self._served_labels: tuple[str, str] | None = None
         self.registry = CollectorRegistry()
         self.requests = Counter("recommender_requests", "HTTP requests answered", ["endpoint", "method", "status"],
                                 registry=self.registry)
@@ -36,9 +37,13 @@ class Metrics:
 
     def set_index(self, version: str, profile: str, articles: int) -> None:
         """Record which snapshot is served."""
-        self.served_version = version
+        # Only the snapshot served now carries the value 1. Gauge.clear() is not implemented across worker
+        # processes (prometheus_client warns and keeps the old series), so the old series is set to 0.
+        if self._served_labels and self._served_labels != (version, profile):
+            old_version, old_profile = self._served_labels
+            self.index_info.labels(version=old_version, profile=old_profile).set(0)
+        self.served_version, self._served_labels = version, (version, profile)
         self.index_articles.set(articles)
-        self.index_info.clear()  # only the snapshot served now carries the value 1
         self.index_info.labels(version=version, profile=profile).set(1)
 
     def observe(self, endpoint: str, method: str, status: int, seconds: float) -> None:
