@@ -38,26 +38,40 @@ def similarities_to(matrix: Any, rows: np.ndarray, query: sparse.csr_matrix) -> 
     return np.bincount(owner[hit], weights=values[hit] * weights[at[hit]], minlength=len(rows)).astype(np.float32)
 
 
-def pairwise(matrix: Any, rows: np.ndarray) -> np.ndarray:
-    """Dot products of matrix[rows] with each other: (len(rows), len(rows)) float32."""
+def gram(matrix: Any, rows: np.ndarray, query: sparse.csr_matrix | None = None) -> np.ndarray:
+    """Dot products of matrix[rows] with each other, float32; with a (1, n_terms) query, that comes first:
+    (1 + len(rows)) square, row and column 0 being the query's products with the rows."""
     owner, columns, values = gather(matrix, rows)
-    products = np.zeros((len(rows), len(rows)), dtype=np.float64)
+    size = len(rows)
+    if query is not None:
+        owner = np.concatenate([np.zeros(query.indices.size, dtype=owner.dtype), owner + 1])
+        columns = np.concatenate([query.indices, columns])
+        values = np.concatenate([np.asarray(query.data, dtype=np.float32), values])
+        size += 1
+    products = np.zeros((size, size), dtype=np.float32)
     # The diagonal is each row's squared norm; off it, only terms held by two or more rows count.
-    np.fill_diagonal(products, np.bincount(owner, weights=values * values, minlength=len(rows)))
-    order = np.argsort(columns, kind="stable")
+    np.fill_diagonal(products, np.bincount(owner, weights=values * values, minlength=size))
+    order = np.argsort(columns)
     columns, owner, values = columns[order], owner[order], values[order]
     shared = np.zeros(columns.size, dtype=bool)
     shared[1:] = columns[1:] == columns[:-1]
     shared[:-1] |= shared[1:]
     if shared.any():
+        # Every pair of entries in one column adds its product: a few thousand pairs, where a dense
+        # (rows x shared terms) product would multiply millions of zeros.
         columns, owner, values = columns[shared], owner[shared], values[shared]
-        slot = np.cumsum(np.concatenate([[True], columns[1:] != columns[:-1]])) - 1
-        dense = np.zeros((len(rows), int(slot[-1]) + 1), dtype=np.float64)
-        dense[owner, slot] = values  # a row holds each term once
-        cross = dense @ dense.T
-        np.fill_diagonal(cross, 0.0)
-        products += cross
-    return products.astype(np.float32)
+        starts = np.flatnonzero(np.concatenate([[True], columns[1:] != columns[:-1]]))
+        sizes = np.diff(np.append(starts, columns.size))
+        per_entry = np.repeat(sizes, sizes)
+        left = np.repeat(np.arange(columns.size), per_entry)
+        first = np.repeat(np.repeat(starts, sizes), per_entry)
+        right = first + np.arange(left.size) - np.repeat(np.cumsum(per_entry) - per_entry, per_entry)
+        other = left != right
+        left, right = left[other], right[other]
+        cross = np.bincount(owner[left] * size + owner[right], weights=values[left] * values[right],
+                            minlength=size * size)
+        products += cross.reshape(size, size).astype(np.float32)
+    return products
 
 
 def row(matrix: Any, index: int) -> sparse.csr_matrix:
