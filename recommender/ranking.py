@@ -6,7 +6,6 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from scipy import sparse
 
 from . import sparserows
 from .index import Snapshot
@@ -43,10 +42,11 @@ class RankOptions:
 
 @dataclass(frozen=True)
 class QueryVectors:
-    """The query in every signal of a profile: dense unit vectors and sparse (1, n_terms) rows."""
+    """The query in every signal of a profile: dense unit vectors and sparse (1, n_terms) rows (csr_matrix
+    or sparserows.SparseRow)."""
 
     dense: dict[str, np.ndarray]
-    sparse: dict[str, sparse.csr_matrix]
+    sparse: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -246,18 +246,23 @@ def _collapsed(
     if positions.size == 0:
         return []
     # Collapsing needs more candidates than k: versions of one text, and of the query itself, eat places.
-    # Versions are near-identical texts, so they rank next to each other and inside this pool.
-    pool = min(positions.size, options.k * 4 + 20)
+    # Versions are near-identical texts, so they rank next to each other and inside a pool a little larger
+    # than k; a pool that collapses to fewer than k texts is doubled.
     final = scores.final
-    top = positions[np.argpartition(-final[positions], pool - 1)[:pool]]
-    top = top[np.lexsort((rows[top], -final[top]))]
-    # One product gives both the query's lexical similarity with the pool and the pool's among itself.
-    products = sparserows.gram(snapshot.tfidf, rows[top], query.sparse["tfidf"])
-    lexical = products[0, 1:]
-    kept = lexical < options.duplicate_threshold  # the rest are versions of the query
+    pool = min(positions.size, options.k * 2 + 6)
+    while True:
+        top = positions[np.argpartition(-final[positions], pool - 1)[:pool]]
+        top = top[np.lexsort((rows[top], -final[top]))]
+        # One product gives both the query's lexical similarity with the pool and the pool's among itself.
+        products = sparserows.gram(snapshot.tfidf, rows[top], query.sparse["tfidf"])
+        lexical = products[0, 1:]
+        kept = lexical < options.duplicate_threshold  # the rest are versions of the query
+        groups = _group_versions(products[1:, 1:][np.ix_(kept, kept)], options.duplicate_threshold)
+        if len(groups) > options.k or pool == positions.size:
+            break
+        pool = min(positions.size, pool * 2)
     removed["self_and_versions"] = removed.get("self_and_versions", 0) + int(np.count_nonzero(~kept))
     top, lexical = top[kept], lexical[kept]
-    groups = _group_versions(products[1:, 1:][np.ix_(kept, kept)], options.duplicate_threshold)
     suggestions: list[Suggestion] = []
     for members in groups[: options.k]:
         group = top[members]

@@ -7,6 +7,7 @@ few microseconds and gives the same numbers.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -74,10 +75,25 @@ def gram(matrix: Any, rows: np.ndarray, query: sparse.csr_matrix | None = None) 
     return products
 
 
-def row(matrix: Any, index: int) -> sparse.csr_matrix:
-    """One row as a (1, n_terms) matrix, without scipy's general indexing (a tenth of the time)."""
+@dataclass(frozen=True)
+class SparseRow:
+    """One row of a sparse matrix as its terms and weights: what the functions here read of a query
+    (a csr_matrix of one row works as well, but costs ~100 us to build)."""
+
+    indices: np.ndarray
+    data: np.ndarray
+    n_terms: int
+
+    def toarray(self) -> np.ndarray:
+        """The row as a dense (1, n_terms) array."""
+        dense = np.zeros((1, self.n_terms), dtype=np.float32)
+        dense[0, self.indices] = self.data
+        return dense
+
+
+def row(matrix: Any, index: int) -> Any:
+    """Row index of matrix as a SparseRow (a csr_matrix for other matrix types)."""
     if not isinstance(matrix, sparse.csr_matrix):
         return matrix[index]
     start, end = int(matrix.indptr[index]), int(matrix.indptr[index + 1])
-    return sparse.csr_matrix((np.asarray(matrix.data[start:end]), np.asarray(matrix.indices[start:end]),
-                              np.array([0, end - start])), shape=(1, matrix.shape[1]))
+    return SparseRow(np.asarray(matrix.indices[start:end]), np.asarray(matrix.data[start:end]), matrix.shape[1])
