@@ -75,6 +75,14 @@ def write_limiter(app: Flask, limit: str) -> Callable[[Callable[..., Any]], Call
 
     limiter = Limiter(get_remote_address, app=app, storage_uri="memory://", headers_enabled=False)
     app.extensions["recommender_limiter"] = limiter
+
+    @limiter.request_filter
+    def reads_are_not_limited() -> bool:
+        # The extension checks every request before routing; reads are the hot path and never limited.
+        from flask import request
+
+        return request.method in ("GET", "HEAD", "OPTIONS")
+
     return limiter.shared_limit(limit, scope="writes")
 
 
