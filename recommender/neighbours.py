@@ -11,7 +11,7 @@ is too slow: it reads every vector (3.6 KB an article in the default profile; me
   lookup, re-scored with every weighted signal and freshness, filtered and collapsed over a hundred rows
   instead of a million.
 
-usearch was chosen over hnswlib and faiss by `bench/ann_choice.py` (docs/benchmarks.md): comparable recall
+usearch was chosen over hnswlib and faiss with `bench/ann_recall.py --compare` (docs/benchmarks.md): comparable recall
 and speed, and the only one of the three that serves a saved graph memory-mapped (`view=True`).
 """
 from __future__ import annotations
