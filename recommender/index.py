@@ -269,7 +269,8 @@ def write_snapshot(
             json.dumps(model.vocabulary_, ensure_ascii=False), encoding="utf-8"
         )
     graphs: list[str] = []
-    if n >= max(layout.ann_min_articles, 2):
+    # A profile without dense signals (the TF-IDF baseline) has nothing to build a graph over: scanned exactly.
+    if n >= max(layout.ann_min_articles, 2) and graph_signals(profile):
         with stage("search structures"):
             graphs = _write_search_structures(target, arrays, profile, layout)
     files = {p.name: {"xxh3_128": _digest(p), "bytes": p.stat().st_size} for p in sorted(target.iterdir())}
@@ -300,11 +301,18 @@ def write_snapshot(
 def _write_search_structures(target: Path, arrays: SignalArrays, profile: Profile, layout: SearchLayout) -> list[str]:
     """Neighbour graphs and candidate lists of a large snapshot; returns the signals that have a graph."""
     # Candidates are scored from the vectors as they are stored, so lists and queries agree exactly.
+    from .joblog import event, log_progress  # imported here: joblog depends on signals, which needs this module
+
     dense = {name: np.load(target / f"dense_{name}.npy", mmap_mode="r") for name in arrays.dense}
-    graphs = {name: build_graph(dense[name], layout) for name in graph_signals(profile)}
-    for name, graph in graphs.items():
-        graph.save(str(target / f"graph_{name}.usearch"))
-    lists = candidate_lists(dense, graphs, layout)
+    n = len(next(iter(dense.values())))
+    graphs = {}
+    for name in graph_signals(profile):
+        # Minutes at a million articles, without a progress callback: say what is going on.
+        event("progress", f"building the neighbour graph of {name} over {n} articles", stage=f"graph ({name})")
+        graphs[name] = build_graph(dense[name], layout)
+        graphs[name].save(str(target / f"graph_{name}.usearch"))
+    with log_progress()("candidate lists", n) as lines:
+        lists = candidate_lists(dense, graphs, layout, on_rows=lines.update)
     np.save(target / "candidates.npy", lists)
     return list(graphs)
 

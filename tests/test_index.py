@@ -112,3 +112,15 @@ def test_link_to_a_missing_snapshot_is_reported(tmp_path):
     os.symlink("snapshots/gone", tmp_path / "current")
     with pytest.raises(IndexCorrupt, match="holds no manifest.json"):
         resolve_snapshot(tmp_path)
+
+
+def test_a_large_index_of_a_profile_without_dense_signals_is_scanned_exactly(tmp_path, articles):
+    from recommender.neighbours import SearchLayout
+
+    texts = [f"{a.title} {a.body}" for a in articles]
+    words = TfidfModel().fit(texts)
+    arrays = SignalArrays({}, {"tfidf": words.transform(texts)}, {"tfidf": words})
+    target = write_snapshot(new_snapshot_dir(tmp_path), articles, arrays, get_profile("tfidf"),
+                            {"tfidf": words.identity()}, layout=SearchLayout(ann_min_articles=2))
+    snapshot = load_snapshot(target)
+    assert not snapshot.searched_by_graph and snapshot.manifest["graphs"] == [] and len(snapshot) == 6
