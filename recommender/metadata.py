@@ -15,6 +15,21 @@ import numpy as np
 import xxhash
 
 
+def map_file(path: Path) -> Any:
+    """A file's bytes, memory-mapped read-only (an empty file cannot be mapped: b"")."""
+    if not path.stat().st_size:
+        return b""
+    with path.open("rb") as handle:
+        return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def lines_with_offsets(lines: Sequence[bytes]) -> tuple[bytes, np.ndarray]:
+    """Lines joined, and the byte offset of each (n + 1 values, the last is the total length)."""
+    offsets = np.zeros(len(lines) + 1, dtype=np.int64)
+    np.cumsum([len(line) for line in lines], out=offsets[1:])
+    return b"".join(lines), offsets
+
+
 def id_hash(article_id: str) -> int:
     """The 64-bit hash an id is looked up by."""
     return xxhash.xxh3_64_intdigest(article_id.encode("utf-8"))
@@ -30,10 +45,7 @@ class ArticleTable(Sequence[dict[str, Any]]):
     @classmethod
     def open(cls, jsonl: Path, offsets: np.ndarray) -> "ArticleTable":
         """The table of a snapshot's articles.jsonl with its line offsets."""
-        with jsonl.open("rb") as handle:
-            size = jsonl.stat().st_size
-            blob = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-        return cls(blob, offsets)
+        return cls(map_file(jsonl), offsets)
 
     def __len__(self) -> int:
         return self._base + len(self._extra)
@@ -73,8 +85,14 @@ class RowLookup(Mapping[str, int]):
     def __getitem__(self, article_id: str) -> int:
         if not isinstance(article_id, str):
             raise KeyError(article_id)
-        if article_id in self._extra:
-            return self._extra[article_id]
+        row = self._extra.get(article_id)
+        if row is None:
+            row = self._base_row(article_id)
+        if row is None:
+            raise KeyError(article_id)
+        return row
+
+    def _base_row(self, article_id: str) -> int | None:
         wanted = np.uint64(id_hash(article_id))
         at = int(np.searchsorted(self._hashes, wanted))
         while at < self._hashes.shape[0] and self._hashes[at] == wanted:
@@ -82,25 +100,18 @@ class RowLookup(Mapping[str, int]):
             if self._articles[row]["id"] == article_id:
                 return row
             at += 1
-        raise KeyError(article_id)
+        return None
 
     def __contains__(self, article_id: object) -> bool:
-        try:
-            self[article_id]  # type: ignore[index]
-        except KeyError:
-            return False
-        return True
+        return isinstance(article_id, str) and self.get(article_id) is not None
 
     def __len__(self) -> int:
-        return int(self._hashes.shape[0]) + sum(1 for i in self._extra if not self._in_base(i))
+        return int(self._hashes.shape[0]) + sum(1 for i in self._extra if self._base_row(i) is None)
 
     def __iter__(self) -> Iterator[str]:
         for row in self._rows:
             yield self._articles[int(row)]["id"]
-        yield from (i for i in self._extra if not self._in_base(i))
-
-    def _in_base(self, article_id: str) -> bool:
-        return RowLookup(self._hashes, self._rows, self._articles).get(article_id) is not None
+        yield from (i for i in self._extra if self._base_row(i) is None)
 
     def extended(self, extra: Mapping[str, int], articles: Sequence[dict[str, Any]]) -> "RowLookup":
         """A lookup that also knows these ids (over the extended article table)."""
@@ -116,10 +127,7 @@ def sorted_id_hashes(ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def jsonl_with_offsets(records: Sequence[Mapping[str, Any]]) -> tuple[bytes, np.ndarray]:
     """Records as JSON lines and the byte offset of each line (n + 1 values, the last is the length)."""
-    lines = [(json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8") for r in records]
-    offsets = np.zeros(len(lines) + 1, dtype=np.int64)
-    np.cumsum([len(line) for line in lines], out=offsets[1:])
-    return b"".join(lines), offsets
+    return lines_with_offsets([(json.dumps(r, ensure_ascii=False) + "\n").encode("utf-8") for r in records])
 
 
 def encode_column(values: Sequence[str]) -> tuple[np.ndarray, list[str]]:
@@ -153,17 +161,12 @@ class TitleIndex:
     @staticmethod
     def encode(titles: Sequence[str]) -> tuple[bytes, np.ndarray]:
         """The file contents of an index: casefolded titles as lines, and each line's byte offset."""
-        lines = [(" ".join(t.casefold().split()) + "\n").encode("utf-8") for t in titles]
-        offsets = np.zeros(len(lines) + 1, dtype=np.int64)
-        np.cumsum([len(line) for line in lines], out=offsets[1:])
-        return b"".join(lines), offsets
+        return lines_with_offsets([(" ".join(t.casefold().split()) + "\n").encode("utf-8") for t in titles])
 
     @classmethod
     def open(cls, path: Path, offsets: np.ndarray) -> "TitleIndex":
         """The index stored in a snapshot."""
-        with path.open("rb") as handle:
-            blob = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) if path.stat().st_size else b""
-        return cls(blob, offsets)
+        return cls(map_file(path), offsets)
 
     def extended(self, titles: Sequence[str]) -> "TitleIndex":
         """An index that also holds these titles, as the next rows."""

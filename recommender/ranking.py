@@ -118,16 +118,6 @@ def dense_similarities(matrix: Any, rows: np.ndarray, vector: np.ndarray) -> np.
     return np.asarray(np.asarray(matrix[rows], dtype=np.float32) @ vector, dtype=np.float32)
 
 
-def weighted_signals(profile: Profile) -> list[str]:
-    """Names of the signals that count in the fused score."""
-    return [s.name for s in profile.weighted]
-
-
-def fuse(profile: Profile, sims: dict[str, np.ndarray]) -> np.ndarray:
-    """Weighted mean of the profile's signal similarities (only weighted signals need to be present)."""
-    return profile.fuse(sims)
-
-
 def freshness(published_at: np.ndarray, now: datetime, half_life_days: float) -> np.ndarray:
     """0.5 ** (age / half-life) for each timestamp; future dates count as age 0."""
     age_days = np.maximum(now.timestamp() - published_at.astype(np.float64), 0.0) / SECONDS_PER_DAY
@@ -216,7 +206,7 @@ class _Scores:
     @classmethod
     def of(cls, snapshot: Snapshot, profile: Profile, query: QueryVectors, now: datetime, options: RankOptions,
            rows: np.ndarray | None) -> "_Scores":
-        sims = signal_similarities(snapshot, query, weighted_signals(profile), rows)
+        sims = signal_similarities(snapshot, query, [s.name for s in profile.weighted], rows)
         similarity = profile.fuse(sims)
         stamps = snapshot.published_at if rows is None else snapshot.published_at[rows]
         fresh = freshness(stamps, now, options.half_life_days)

@@ -7,7 +7,7 @@ from conftest import make_article
 from recommender.encoders import TfidfModel
 from recommender.index import SignalArrays, load_snapshot, new_snapshot_dir, write_snapshot
 from recommender.profiles import NAMES_VIEW, TFIDF_VIEW, USE_VIEW, Profile, SignalSpec
-from recommender.ranking import Filters, RankOptions, freshness, fuse, query_from_row, rank
+from recommender.ranking import Filters, RankOptions, freshness, query_from_row, rank
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
 # One dense signal with hand-made topic vectors and the two lexical signals.
@@ -98,7 +98,7 @@ def test_recency_weight_changes_the_order(snapshot):
 
 def test_fuse_is_the_weighted_mean_of_the_signals():
     sims = {"use": np.array([1.0, 0.0, 0.0]), "tfidf": np.array([0.0, 1.0, 0.0]), "names": np.array([0.0, 0.0, 1.0])}
-    np.testing.assert_allclose(fuse(PROFILE, sims), [0.6, 0.3, 0.1])
+    np.testing.assert_allclose(PROFILE.fuse(sims), [0.6, 0.3, 0.1])
 
 
 def test_empty_result_when_filters_remove_everything(snapshot):
