@@ -15,6 +15,13 @@ LANG_PATTERN = re.compile(r"[a-z]{2,3}")
 # The longest real articles are around 100,000 characters; a body far beyond is a dump or a broken export,
 # and would cost minutes of tokenising for one record.
 MAX_BODY_CHARS = 1_000_000
+# Bounds of the other fields, far above any real article and far below what would cost seconds or memory
+# in the text preparation or a tokenizer: one hostile record must not cost more than a long real one. The
+# same bounds guard the corpus reader and every HTTP endpoint that takes an article or a draft.
+FIELD_LIMITS = {"id": 200, "title": 1_000, "teaser": 5_000, "body": MAX_BODY_CHARS, "published_at": 64,
+                "lang": 16, "url": 2_048, "section": 100, "author": 500}
+MAX_TAGS = 100
+MAX_TAG_CHARS = 100
 _SURROGATE = re.compile("[\ud800-\udfff]")
 REQUIRED = ("id", "title", "body", "published_at", "lang")
 OPTIONAL_TEXT = ("url", "teaser", "section", "author")
@@ -96,6 +103,14 @@ def article_from_json(data: Any) -> Article:
     tags = data.get("tags") or []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise ValueError("field 'tags' must be a list of strings")
+    for name, limit in FIELD_LIMITS.items():
+        value = data.get(name) or ""
+        if len(value) > limit and name != "id":  # the id's own pattern says what it may be
+            raise ValueError(f"{name} has {len(value):,} characters, more than {limit:,}")
+    if len(tags) > MAX_TAGS or any(len(tag) > MAX_TAG_CHARS for tag in tags):
+        raise ValueError(f"tags: at most {MAX_TAGS} tags of at most {MAX_TAG_CHARS} characters each")
+    if not data["title"].strip():
+        raise ValueError("title is empty (only white space)")
     texts = [(name, data.get(name) or "") for name in ("id", "title", "body", "published_at", "lang", *OPTIONAL_TEXT)]
     for name, value in texts + [("tags", tag) for tag in tags]:
         # JSON's \ud800 escapes decode to half characters no UTF-8 writer accepts: the index would crash later.
@@ -109,8 +124,6 @@ def article_from_json(data: Any) -> Article:
         raise ValueError(f"lang {data['lang']!r} is not an ISO 639 code such as 'de' or 'en'")
     if not data["body"].strip():
         raise ValueError("body is empty")
-    if len(data["body"]) > MAX_BODY_CHARS:
-        raise ValueError(f"body has {len(data['body']):,} characters, more than {MAX_BODY_CHARS:,}")
     try:
         published_at = parse_datetime(data["published_at"])
     except ValueError as exc:

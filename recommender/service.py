@@ -348,8 +348,8 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
             raise ApiError(422, "invalid_article", "give 'title' and 'body' as strings, not both empty")
         k = _k(data.get("k"), settings)
         try:  # optional, validated as in the corpus format; the date is the moment ages are measured from
-            draft = article_from_json({"id": "draft", "title": title or "-", "body": body or "-", "teaser": teaser,
-                                       "lang": data.get("lang", "und"),
+            draft = article_from_json({"id": "draft", "title": title.strip() or "-", "body": body.strip() or "-",
+                                       "teaser": teaser, "lang": data.get("lang", "und"),
                                        "published_at": data.get("published_at", "1970-01-01T00:00:00+00:00")})
         except ValueError as exc:
             raise ApiError(422, "invalid_article", str(exc)) from None

@@ -123,7 +123,7 @@ def test_well_formed_but_unknown_languages_and_hostile_text_are_indexed_as_text(
         record("tlh-1", lang="tlh", title="Qapla'", body="nuqneH. Heghlu'meH QaQ jajvam."),
         record("html-1", title="<script>alert(1)</script><b>Donau</b>", body="<p>Passau &amp; <i>Inn</i></p>"),
         record("rtl-1", title="\u202euanoD\u202c \u200fمرحبا", body="Die Donau \u200f\u202e in Passau."),
-        record("long-1", title="Donau " * 2_000, body="Passau " * 10_000),
+        record("long-1", title="Donau " * 166, body="Passau " * 10_000),
         record("nul-1", title="A\u0000B", body="Zeile\r\nzwei\rdrei\u2028vier"),
     ]
     assert main(["index", str(write_jsonl(tmp_path / "h.jsonl", GOOD + hostile)), "--index", str(index), "--quiet"]) == 0

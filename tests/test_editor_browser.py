@@ -14,6 +14,8 @@ import urllib.request
 import pytest
 from test_server import free_port, get
 
+from recommender.corpus import FIELD_LIMITS
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 TOKEN = "browser-test-token"
@@ -105,7 +107,7 @@ def test_editor_looks_up_kursk_sees_reasons_and_blocks_a_story(server, browser, 
 HOSTILE_TITLES = {
     "hostile-1": '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">Kursk: Soldaten aus Nordkorea',
     "hostile-2": "\u202eaeroknroN\u202c \u200fמלחמה\u200e Kursk <b onmouseover=\"window.pwned=3\">fett</b> &amp; &lt;",
-    "hostile-3": ("Kursk " + "Nordkorea <i>x</i> " * 600)[:9_999] + "!",  # 10,000 characters
+    "hostile-3": ("Kursk " + "Nordkorea <i>x</i> " * 60)[:999] + "!",  # 1,000 characters: the longest title allowed
 }
 
 
@@ -125,7 +127,7 @@ def test_hostile_titles_are_stored_as_text_and_shown_escaped(server, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    assert len(HOSTILE_TITLES["hostile-3"]) == 10_000
+    assert len(HOSTILE_TITLES["hostile-3"]) == FIELD_LIMITS["title"]
     for article_id, title in HOSTILE_TITLES.items():
         put_article(server, article_id, title)
     browser.get(server + "/editor")
