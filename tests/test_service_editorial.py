@@ -154,4 +154,8 @@ def test_editor_page_is_html_and_never_renders_titles_itself(client):
     page = client.get("/editor")
     assert page.status_code == 200 and page.mimetype == "text/html"
     html = page.get_data(as_text=True)
-    assert "textContent" in html and "innerHTML" not in html
+    assert "<script>" not in html and "<style>" not in html  # the CSP allows only the app's own files
+    script = client.get("/static/editor.js")
+    assert script.status_code == 200 and "javascript" in script.mimetype
+    code = script.get_data(as_text=True)
+    assert "textContent" in code and "innerHTML" not in code
