@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from .db import connect_state
+from .db import connect_state, reading, write
 
 Action = Literal["pin", "block", "block_everywhere"]
 ACTIONS: tuple[str, ...] = ("pin", "block", "block_everywhere")
@@ -77,20 +77,18 @@ class EditorialStore:
     def _version(self) -> int:
         return int(self._db.execute("SELECT value FROM state WHERE key = 'version'").fetchone()[0])
 
-    def _change(self, statements: list[tuple[str, tuple[Any, ...]]], audit: tuple[Any, ...]) -> None:
-        # BEGIN IMMEDIATE takes the write lock first: two editors' changes apply one after the other.
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, params in statements:
-                    self._db.execute(sql, params)
+    def _change(self, statements: list[tuple[str, tuple[Any, ...]]], *audits: tuple[Any, ...]) -> None:
+        """Apply statements and audit entries in one transaction; StateUnavailable if the write fails."""
+        def apply() -> None:
+            for sql, params in statements:
+                self._db.execute(sql, params)
+            for audit in audits:
                 self._db.execute("INSERT INTO audit (at, who, change, article_id, target_id, position, why) "
                                  "VALUES (?, ?, ?, ?, ?, ?, ?)", (_now(), *audit))
-                self._db.execute("UPDATE state SET value = value + 1 WHERE key = 'version'")
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            self._db.execute("UPDATE state SET value = value + 1 WHERE key = 'version'")
+
+        with self._lock:
+            write(self._db, self.path, apply)
 
     def set_override(self, article_id: str, action: Action, target_id: str, who: str, why: str,
                      position: int | None = None) -> None:
@@ -124,16 +122,19 @@ class EditorialStore:
         self._change([("INSERT OR REPLACE INTO takedowns VALUES (?, ?, ?, ?)", (article_id, who, why, _now()))],
                      (who, "takedown", article_id, None, None, why))
 
+    def article_written(self, article_id: str, created: bool, who: str, why: str, restore: bool = False) -> None:
+        """Audit an article PUT (and, with restore, lift its takedown in the same transaction)."""
+        statements = [("DELETE FROM takedowns WHERE article_id = ?", (article_id,))] if restore else []
+        audits = [(who, "restore", article_id, None, None, why)] if restore else []
+        self._change(statements, *audits, (who, "article_created" if created else "article_updated", article_id,
+                                            None, None, why))
+
     def rules(self) -> Rules:
         """Every decision, read in one transaction."""
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                version = self._version()
-                rows = self._db.execute("SELECT article_id, action, target_id, position FROM overrides").fetchall()
-                taken = frozenset(r[0] for r in self._db.execute("SELECT article_id FROM takedowns"))
-            finally:
-                self._db.execute("COMMIT")
+        with self._lock, reading(self._db):
+            version = self._version()
+            rows = self._db.execute("SELECT article_id, action, target_id, position FROM overrides").fetchall()
+            taken = frozenset(r[0] for r in self._db.execute("SELECT article_id FROM takedowns"))
         pins: dict[str, list[tuple[int, str]]] = {}
         blocks: dict[str, set[str]] = {}
         everywhere = set()

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import sparse
 
 from .corpus import Article, article_from_json
-from .db import connect_state
+from .db import connect_state, reading, write
 from .index import Snapshot, article_metadata
 from .metadata import ArticleTable, RowLookup, codes_of
 
@@ -53,28 +53,23 @@ class LiveStore:
         np.savez(buffer, **{name: np.asarray(v, dtype=np.float32) for name, v in vectors.items()})
         record = json.dumps(article.to_json(), ensure_ascii=False)
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+        def apply() -> bool:
+            new = self._db.execute("SELECT 1 FROM live_articles WHERE id = ?", (article.id,)).fetchone() is None
+            self._db.execute("INSERT OR REPLACE INTO live_articles VALUES (?, ?, ?, ?)",
+                             (article.id, record, buffer.getvalue(), now))
+            self._db.execute("UPDATE state SET value = value + 1 WHERE key = 'version'")
+            return new
+
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                new = self._db.execute("SELECT 1 FROM live_articles WHERE id = ?", (article.id,)).fetchone() is None
-                self._db.execute("INSERT OR REPLACE INTO live_articles VALUES (?, ?, ?, ?)",
-                                 (article.id, record, buffer.getvalue(), now))
-                self._db.execute("UPDATE state SET value = value + 1 WHERE key = 'version'")
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            new = write(self._db, self.path, apply)  # StateUnavailable if the disk refuses
         return new
 
     def articles(self) -> tuple[int, list[tuple[Article, dict[str, np.ndarray]]]]:
         """(version, every stored article with its vectors), read in one transaction."""
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                version = int(self._db.execute("SELECT value FROM state WHERE key = 'version'").fetchone()[0])
-                rows = self._db.execute("SELECT record, vectors FROM live_articles ORDER BY id").fetchall()
-            finally:
-                self._db.execute("COMMIT")
+        with self._lock, reading(self._db):
+            version = int(self._db.execute("SELECT value FROM state WHERE key = 'version'").fetchone()[0])
+            rows = self._db.execute("SELECT record, vectors FROM live_articles ORDER BY id").fetchall()
         result = []
         for record, blob in rows:
             with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
