@@ -89,6 +89,7 @@ class Recommender:
     _live_version: int = 0
     _checked_at: float = 0.0
     _refused: Path | None = None
+    _upcoming: tuple[Snapshot, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         self.base = self.base or self.snapshot
@@ -191,14 +192,45 @@ class Recommender:
             now=now,
         )
 
+    def _schedule(self, snapshot: Snapshot) -> np.ndarray:
+        """The publication times still ahead when this snapshot was first served, sorted; one pass over the
+        dates per snapshot (a new snapshot or live view is a new object), so requests only bisect it."""
+        cached = self._upcoming
+        if cached is not None and cached[0] is snapshot:
+            return cached[1]
+        stamps = np.asarray(snapshot.published_at)
+        upcoming = np.unique(stamps[stamps > time.time()])
+        self._upcoming = (snapshot, upcoming)
+        return upcoming
+
+    def next_release(self, snapshot: Snapshot | None = None, now: float | None = None) -> float | None:
+        """When the next scheduled (embargoed) article becomes visible (seconds since the epoch), or None."""
+        upcoming = self._schedule(snapshot or self.snapshot)
+        now = time.time() if now is None else now
+        i = int(np.searchsorted(upcoming, now, side="right"))
+        return float(upcoming[i]) if i < upcoming.size else None
+
+    def cache_seconds(self, limit: int) -> int:
+        """A list's cache lifetime: limit, cut so that no cache holds it past the next scheduled release."""
+        now = time.time()
+        release = self.next_release(now=now)
+        return limit if release is None else max(0, min(limit, int(release - now)))
+
+    def _embargo(self, snapshot: Snapshot, filters: Filters) -> Filters:
+        """filters plus the embargo at this moment; without a scheduled article no row needs the check."""
+        now = time.time()
+        return filters if self.next_release(snapshot, now) is None else replace(filters, published_by=now)
+
     def related(self, article_id: str, k: int | None = None, filters: Filters = Filters()) -> Related:
-        """Related stories of an indexed article (never the article itself or a version of it)."""
+        """Related stories of an indexed article (never the article itself or a version of it); the article
+        may be scheduled (a CMS preview), the stories in its list never are."""
         snapshot, rules = self.snapshot, self.rules()  # one consistent snapshot for the whole request
         row = snapshot.row_of.get(article_id)
         if row is None or article_id in rules.taken_down:
             raise UnknownArticle(article_id)
         query = query_from_row(snapshot, row)
-        filters = replace(filters, exclude_ids=(*filters.exclude_ids, *sorted(rules.hidden_for(article_id))))
+        filters = replace(self._embargo(snapshot, filters),
+                          exclude_ids=(*filters.exclude_ids, *sorted(rules.hidden_for(article_id))))
         return self._ranked(snapshot, query, filters, self.options(k), row, rules.pins.get(article_id, ()))
 
     def related_to_text(self, text: RawText, k: int | None = None, filters: Filters = Filters(),
@@ -207,7 +239,8 @@ class Recommender:
         measured from now (default: the present), e.g. the draft's own publication time."""
         snapshot = self.snapshot
         query = self.encoder.embed_query(text, snapshot.sparse_models)
-        filters = replace(filters, exclude_ids=(*filters.exclude_ids, *sorted(self.rules().hidden_for(None))))
+        filters = replace(self._embargo(snapshot, filters),
+                          exclude_ids=(*filters.exclude_ids, *sorted(self.rules().hidden_for(None))))
         return self._ranked(snapshot, query, filters, self.options(k, now))
 
     def _ranked(self, snapshot: Snapshot, query: QueryVectors, filters: Filters, options: RankOptions,

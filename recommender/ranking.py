@@ -22,6 +22,9 @@ class Filters:
     sections: tuple[str, ...] = ()
     max_age_days: float | None = None
     exclude_ids: tuple[str, ...] = ()
+    # The embargo: only articles published at or before this moment (seconds since the epoch); the engine
+    # sets it to the wall clock whenever a scheduled article is waiting, and leaves it None otherwise.
+    published_by: float | None = None
 
 
 @dataclass(frozen=True)
@@ -119,8 +122,9 @@ def dense_similarities(matrix: Any, rows: np.ndarray, vector: np.ndarray) -> np.
 
 
 def freshness(published_at: np.ndarray, now: datetime, half_life_days: float) -> np.ndarray:
-    """0.5 ** (age / half-life) for each timestamp; future dates count as age 0."""
-    age_days = np.maximum(now.timestamp() - published_at.astype(np.float64), 0.0) / SECONDS_PER_DAY
+    """0.5 ** (age / half-life) for each timestamp; an article after now (newer than a dated draft) is as
+    fresh as one as far before it: a future date is distance, never "perfectly fresh"."""
+    age_days = np.abs(now.timestamp() - published_at.astype(np.float64)) / SECONDS_PER_DAY
     return np.power(0.5, age_days / half_life_days).astype(np.float32)
 
 
@@ -145,6 +149,8 @@ def allowed_rows(snapshot: Snapshot, filters: Filters, now: datetime, rows: np.n
     if filters.max_age_days is not None:
         oldest = now.timestamp() - filters.max_age_days * SECONDS_PER_DAY
         apply("max_age", snapshot.published_at[rows] >= oldest)
+    if filters.published_by is not None:
+        apply("embargo", snapshot.published_at[rows] <= filters.published_by)
     if filters.exclude_ids:
         excluded = [snapshot.row_of.get(i) for i in filters.exclude_ids]
         apply("exclude", ~np.isin(rows, [r for r in excluded if r is not None]))
@@ -177,7 +183,8 @@ def rank(
     mask = allowed_rows(snapshot, filters, now, rows, removed)
     excluded = set(filters.exclude_ids)
     pinned_rows = [(position, snapshot.row_of[i]) for position, i in sorted(pins)
-                   if i in snapshot.row_of and i not in excluded and snapshot.row_of[i] != self_row]
+                   if i in snapshot.row_of and i not in excluded and snapshot.row_of[i] != self_row
+                   and not _embargoed(snapshot, snapshot.row_of[i], filters)]
     mask &= ~np.isin(rows, [row for _position, row in pinned_rows])  # placed by hand below, never twice
     if self_row is not None:
         is_self = rows == self_row
@@ -192,6 +199,11 @@ def rank(
             suggestion = replace(pinned_scores.suggestion(snapshot, i, row, i), pinned=True)
             suggestions.insert(min(max(position, 1), len(suggestions) + 1) - 1, suggestion)
     return Related(suggestions[: options.k], int(positions.size), removed)
+
+
+def _embargoed(snapshot: Snapshot, row: int, filters: Filters) -> bool:
+    # Pins skip the filters (the editor chose them), never the embargo: a pin must not leak a story early.
+    return filters.published_by is not None and int(snapshot.published_at[row]) > filters.published_by
 
 
 @dataclass(frozen=True)

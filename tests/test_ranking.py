@@ -85,7 +85,7 @@ def test_k_limits_the_list(snapshot):
 
 def test_recency_prefers_fresh_articles_when_similarity_ties():
     fresh = freshness(np.array([NOW.timestamp(), NOW.timestamp() - 30 * 86400, NOW.timestamp() + 3600]), NOW, 30.0)
-    np.testing.assert_allclose(fresh, [1.0, 0.5, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(fresh, [1.0, 0.5, 0.5 ** (1 / 24 / 30)], rtol=1e-6)  # a future date: distance
 
 
 def test_recency_weight_changes_the_order(snapshot):
