@@ -93,3 +93,19 @@ def retry_after_seconds(app: Flask) -> int:
     if current is None:
         return 1
     return max(1, math.ceil(current.reset_at - time.time()))
+
+
+# Bounds of every field a request may carry, far above real use and far below what costs time: no field of
+# any endpoint reaches a parser, a regular expression or a tokenizer unbounded. Article fields (title 1,000,
+# teaser 5,000, body 1,000,000, ...) are corpus.FIELD_LIMITS; README "Limits" lists all; openapi.py
+# publishes them as maxLength/maxItems so the fuzz test probes them.
+MAX_ID_CHARS = 200  # article ids in paths, bodies and exclude lists (corpus.ID_PATTERN's bound)
+MAX_WHO_CHARS = 100
+MAX_WHY_CHARS = 500
+MAX_SEARCH_CHARS = 200  # the editors' search q
+MAX_LANG_CHARS = 16
+MAX_SECTION_CHARS = 100
+MAX_FILTER_VALUES = 100  # values of one repeatable filter (lang, section, exclude)
+MAX_QUERY_PARAMS = 300  # query-string parameters of one request, all names together
+MAX_AGE_DAYS = 36_500
+AUDIT_LIMIT = 1_000

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import hmac
+import math
 import os
+import re
 import time
 from functools import wraps
 from typing import Any, Callable, Mapping
@@ -14,6 +16,8 @@ from .config import Settings, load_settings
 from .corpus import article_from_json
 from .engine import Recommender, UnknownArticle
 from .explain import explain
+from . import limits
+from .db import StateUnavailable
 from .limits import BadJson, parse_json, retry_after_seconds, write_limiter
 from .metrics import Metrics
 from .openapi import openapi_spec
@@ -34,40 +38,60 @@ def _bad(message: str) -> ApiError:
     return ApiError(400, "bad_parameter", message)
 
 
+# ASCII digits only: int() and float() also take "5_0", "+5", " 5", "٥" and "inf", which no client means.
+_DIGITS = re.compile(r"[0-9]{1,6}")
+_DECIMAL = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6})?")
+
+
+def _too_long(name: str, limit: int, unit: str = "characters") -> ApiError:
+    return ApiError(422, "too_long", f"{name} is longer than {limit:,} {unit}")
+
+
+def _bounded(name: str, value: str, limit: int) -> str:
+    if len(value) > limit:
+        raise _too_long(name, limit)
+    return value
+
+
 def _k(raw: Any, settings: Settings) -> int:
     if raw is None:
         return settings.default_k
     if isinstance(raw, str):
-        try:
-            raw = int(raw)
-        except ValueError:
-            raise _bad("k must be an integer") from None
+        if not _DIGITS.fullmatch(raw):
+            raise _bad(f"k must be an integer between 1 and {settings.max_k}, in digits only")
+        raw = int(raw)
     if not isinstance(raw, int) or isinstance(raw, bool) or not 1 <= raw <= settings.max_k:
         raise _bad(f"k must be an integer between 1 and {settings.max_k}")
     return raw
 
 
-def _string_list(name: str, value: Any) -> tuple[str, ...]:
+def _string_list(name: str, value: Any, item_limit: int) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise _bad(f"{name} must be a string or a list of strings")
-    return tuple(value)
+    if len(value) > limits.MAX_FILTER_VALUES:
+        raise _too_long(name, limits.MAX_FILTER_VALUES, "values")
+    return tuple(_bounded(f"a value of {name}", v, item_limit) for v in value)
+
+
+def _max_age(raw: Any) -> float | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str) and _DECIMAL.fullmatch(raw):
+        raw = float(raw)
+    if not isinstance(raw, (int, float)) or isinstance(raw, bool) or not math.isfinite(raw) \
+            or not 0 < raw <= limits.MAX_AGE_DAYS:
+        raise _bad(f"max_age_days must be a positive number of days, at most {limits.MAX_AGE_DAYS:,}")
+    return float(raw)
 
 
 def _filters(lang: Any, section: Any, max_age_days: Any, exclude: Any) -> Filters:
-    if max_age_days is not None:
-        try:
-            max_age_days = float(max_age_days)
-        except (TypeError, ValueError):
-            raise _bad("max_age_days must be a number") from None
-        if not max_age_days > 0:
-            raise _bad("max_age_days must be positive")
     return Filters(
-        langs=tuple(v.lower() for v in _string_list("lang", lang or [])),
-        sections=_string_list("section", section or []),
-        max_age_days=max_age_days,
-        exclude_ids=_string_list("exclude", exclude or []),
+        langs=tuple(v.lower() for v in _string_list("lang", lang or [], limits.MAX_LANG_CHARS)),
+        sections=_string_list("section", section or [], limits.MAX_SECTION_CHARS),
+        max_age_days=_max_age(max_age_days),
+        exclude_ids=_string_list("exclude", exclude or [], limits.MAX_ID_CHARS),
     )
 
 
@@ -89,11 +113,36 @@ def _json_filters(data: Mapping[str, Any]) -> Filters:
 TOKEN_ENV = "RECOMMENDER_API_TOKEN"
 
 
-def _text(data: Mapping[str, Any], name: str, default: str, limit: int = 500) -> str:
+def _text(data: Mapping[str, Any], name: str, default: str, limit: int = limits.MAX_WHY_CHARS) -> str:
     value = data.get(name, default)
-    if not isinstance(value, str) or len(value) > limit:
+    if not isinstance(value, str):
         raise ApiError(422, "invalid_override", f"'{name}' must be a string of at most {limit} characters")
-    return value.strip() or default
+    return _bounded(f"'{name}'", value, limit).strip() or default
+
+
+# Sent with every answer. The API's JSON never loads anything, so it may load nothing; the editors' page (it
+# holds the token) runs only its own script and style files and may not be framed (clickjacking).
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+                    "Referrer-Policy": "no-referrer"}
+
+
+def _secure(response: Response, page: bool) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    response.headers.setdefault("Content-Security-Policy", PAGE_CSP if page else API_CSP)
+    return response
+
+
+def _check_request_bounds() -> None:
+    """Path ids and the number of query parameters, before any view spends time on them."""
+    article_id = (request.view_args or {}).get("article_id")
+    if article_id is not None:
+        _bounded("the article id", article_id, limits.MAX_ID_CHARS)
+    if sum(len(values) for values in request.args.listvalues()) > limits.MAX_QUERY_PARAMS:
+        raise _too_long("the query string", limits.MAX_QUERY_PARAMS, "parameters")
 
 
 def _json_object() -> dict[str, Any]:
@@ -139,6 +188,7 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
     def start_timer() -> None:
         g.started = time.perf_counter()
         current().refresh()  # a new snapshot, or articles another worker received, are served from now on
+        _check_request_bounds()
 
     @app.after_request
     def record(response: Response) -> Response:
@@ -147,11 +197,17 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
             metrics.set_index(engine.snapshot.version, engine.profile.name, len(engine.snapshot))
         endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
         metrics.observe(endpoint, request.method, response.status_code, time.perf_counter() - g.get("started", 0.0))
-        return response
+        return _secure(response, page=request.endpoint == "editor_page")
 
     @app.errorhandler(ApiError)
     def api_error(error: ApiError) -> Any:
         return jsonify(error=error.code, message=error.message), error.status, error.headers
+
+    @app.errorhandler(StateUnavailable)
+    def state_unavailable(error: StateUnavailable) -> Any:
+        app.logger.error("%s", error)
+        return jsonify(error="state_unavailable", message=f"{error}; reads keep working, retry the write later"), \
+            503, {"Retry-After": "30"}
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Any:
@@ -219,6 +275,7 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
             raise ApiError(422, "invalid_override", "'action' must be 'pin', 'block' or 'block_everywhere'")
         if not isinstance(target, str):
             raise ApiError(422, "invalid_override", "'target' must be an article id")
+        _bounded("'target'", target, limits.MAX_ID_CHARS)
         known(target, status=422)
         if target == article_id:
             raise ApiError(422, "invalid_override", "an article cannot be pinned to or blocked from its own list")
@@ -226,7 +283,7 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
         if action == "pin" and (not isinstance(position, int) or isinstance(position, bool)
                                 or not 1 <= position <= settings.max_k):
             raise ApiError(422, "invalid_override", f"a pin needs 'position' between 1 and {settings.max_k}")
-        current().editorial.set_override(article_id, action, target, _text(data, "who", "api", 100),
+        current().editorial.set_override(article_id, action, target, _text(data, "who", "api", limits.MAX_WHO_CHARS),
                                          _text(data, "why", ""), position if action == "pin" else None)
         return jsonify(overrides_json(article_id))
 
@@ -238,7 +295,8 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
         action, target = data.get("action"), data.get("target")
         if action not in ("pin", "block", "block_everywhere") or not isinstance(target, str):
             raise ApiError(422, "invalid_override", "give 'action' (pin, block, block_everywhere) and 'target'")
-        removed = current().editorial.remove_override(article_id, action, target, _text(data, "who", "api", 100),
+        _bounded("'target'", target, limits.MAX_ID_CHARS)
+        removed = current().editorial.remove_override(article_id, action, target, _text(data, "who", "api", limits.MAX_WHO_CHARS),
                                                       _text(data, "why", ""))
         if not removed:
             raise ApiError(404, "unknown_override", f"no {action} of {target!r} for {article_id!r}")
@@ -249,14 +307,23 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
     @editor_only
     def put_article(article_id: str) -> Any:
         data = _json_object()
+        who, why = _text(data, "who", "api", limits.MAX_WHO_CHARS), _text(data, "why", "")
         if data.get("id", article_id) != article_id:
             raise ApiError(422, "invalid_article", "the body's id differs from the id in the URL")
         try:
-            article = article_from_json({**data, "id": article_id})
+            article = article_from_json({**{k: v for k, v in data.items() if k not in ("who", "why")},
+                                         "id": article_id})
         except ValueError as exc:
             raise ApiError(422, "invalid_article", str(exc)) from None
         engine = current()
+        taken_down = article_id in engine.rules().taken_down
+        restore = taken_down and request.args.get("restore") == "true"
+        if taken_down and not restore:
+            # A CMS that re-sends a story must not undo a (legal) takedown by accident: only on purpose.
+            raise ApiError(409, "taken_down", f"article {article_id!r} is taken down; to publish it again, "
+                                              "repeat this PUT with ?restore=true (audited)")
         created = engine.put_article(article)
+        engine.editorial.article_written(article_id, created, who, why, restore=restore)
         return jsonify(article_id=article_id, created=created, index_version=engine.snapshot.version), \
             201 if created else 200
 
@@ -266,13 +333,13 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
     def take_down(article_id: str) -> Any:
         data = _json_object() if request.content_length else {}
         engine = current()
-        engine.editorial.take_down(article_id, _text(data, "who", "api", 100), _text(data, "why", ""))
+        engine.editorial.take_down(article_id, _text(data, "who", "api", limits.MAX_WHO_CHARS), _text(data, "why", ""))
         return jsonify(article_id=article_id, taken_down=True, in_index=article_id in engine.snapshot.row_of)
 
     @app.get("/v1/articles")
     @editor_only
     def search_articles() -> Any:
-        query = request.args.get("q", "")
+        query = _bounded("q", request.args.get("q", ""), limits.MAX_SEARCH_CHARS)
         if not query.split():
             raise _bad("give q: an article id or words of its title")
         return jsonify(articles=[item_json(meta) for meta in current().find(query)])
@@ -299,8 +366,8 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
     @editor_only
     def audit() -> Any:
         raw = request.args.get("limit", "100")
-        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-            raise _bad("limit must be an integer between 1 and 1000")
+        if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= limits.AUDIT_LIMIT:
+            raise _bad(f"limit must be an integer between 1 and {limits.AUDIT_LIMIT}, in digits only")
         return jsonify(entries=current().editorial.audit(limit=int(raw)))
 
     @app.get("/healthz")
@@ -336,7 +403,8 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
         # The answer changes only with the index (and freshness, within the cache lifetime): an ETag of the
         # body lets browsers and CDNs revalidate cheaply.
         response.cache_control.public = True
-        response.cache_control.max_age = settings.cache_max_age
+        # Never past the moment a scheduled story becomes visible: it may belong in this list from then on.
+        response.cache_control.max_age = engine.cache_seconds(settings.cache_max_age)
         response.add_etag()
         return response.make_conditional(request)
 
