@@ -65,6 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (setting port)")
     serve.add_argument("--workers", type=int, help="worker processes (setting workers)")
 
+    backup = commands.add_parser("backup-state", help="copy the editors' state files (online, consistent)")
+    backup.add_argument("destination", help="folder to write editorial.sqlite and live.sqlite into")
+
     evaluate = commands.add_parser("evaluate", help="measure ranking quality on a labelled dataset folder")
     evaluate.add_argument("dataset", help="folder with articles.jsonl and optionally pairs.tsv")
     evaluate.add_argument("--profile", help="profile to evaluate (default: setting profile)")
@@ -181,6 +184,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup_state(args: argparse.Namespace) -> int:
+    """Copy state_dir's SQLite files with SQLite's online backup API, safe while servers write."""
+    from .db import backup_state
+
+    settings = _settings(args)
+    if not settings.state_dir:
+        raise UsageError("the setting state_dir is empty: there is no state to back up")
+    written = backup_state(settings.state_dir, args.destination)
+    if not written:
+        raise UsageError(f"no state files in {settings.state_dir}")
+    print("\n".join(f"backed up {path}" for path in written))
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .engine import signal_encoder
     from .evaluate import evaluate, load_dataset, union_profile
@@ -236,7 +253,7 @@ def cmd_settings(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"index": cmd_index, "related": cmd_related, "serve": cmd_serve, "evaluate": cmd_evaluate,
-            "profiles": cmd_profiles, "settings": cmd_settings}
+            "backup-state": cmd_backup_state, "profiles": cmd_profiles, "settings": cmd_settings}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

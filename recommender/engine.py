@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -90,6 +90,7 @@ class Recommender:
     _checked_at: float = 0.0
     _refused: Path | None = None
     _upcoming: tuple[Snapshot, np.ndarray] | None = None
+    clock: Callable[[], float] = time.time  # the embargo's wall clock (tests move it)
 
     def __post_init__(self) -> None:
         self.base = self.base or self.snapshot
@@ -199,26 +200,27 @@ class Recommender:
         if cached is not None and cached[0] is snapshot:
             return cached[1]
         stamps = np.asarray(snapshot.published_at)
-        upcoming = np.unique(stamps[stamps > time.time()])
+        # float64, the type of the clock: searchsorted would otherwise convert the whole array per request.
+        upcoming = np.unique(stamps[stamps > self.clock()]).astype(np.float64)
         self._upcoming = (snapshot, upcoming)
         return upcoming
 
     def next_release(self, snapshot: Snapshot | None = None, now: float | None = None) -> float | None:
         """When the next scheduled (embargoed) article becomes visible (seconds since the epoch), or None."""
-        upcoming = self._schedule(snapshot or self.snapshot)
-        now = time.time() if now is None else now
+        upcoming = self._schedule(self.snapshot if snapshot is None else snapshot)
+        now = self.clock() if now is None else now
         i = int(np.searchsorted(upcoming, now, side="right"))
         return float(upcoming[i]) if i < upcoming.size else None
 
     def cache_seconds(self, limit: int) -> int:
         """A list's cache lifetime: limit, cut so that no cache holds it past the next scheduled release."""
-        now = time.time()
+        now = self.clock()
         release = self.next_release(now=now)
         return limit if release is None else max(0, min(limit, int(release - now)))
 
     def _embargo(self, snapshot: Snapshot, filters: Filters) -> Filters:
         """filters plus the embargo at this moment; without a scheduled article no row needs the check."""
-        now = time.time()
+        now = self.clock()
         return filters if self.next_release(snapshot, now) is None else replace(filters, published_by=now)
 
     def related(self, article_id: str, k: int | None = None, filters: Filters = Filters()) -> Related:
