@@ -9,7 +9,14 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-TEXTPREP_VERSION = 1
+TEXTPREP_VERSION = 2  # 2: titles and teasers capped (TITLE_CHARS, TEASER_CHARS)
+
+# What an encoder reads of the title and the teaser, far above real ones (titles ~100, teasers ~400
+# characters): e5's cost grows with every token, and a 1,000-character title plus a 5,000-character teaser
+# of CJK text (a token per character) took 20-40 s per draft on 2 busy cores. With these caps and the
+# views' head_chars, what any encoder reads is bounded whatever the article holds.
+TITLE_CHARS = 400
+TEASER_CHARS = 1_000
 
 _SPACE = re.compile(r"\s+")
 # A sentence ends at . ! ? (optionally followed by a closing quote) before whitespace and an upper-case
@@ -74,9 +81,9 @@ def _cut_tail(text: str, limit: int) -> str:
 
 def prepare(article: HasText, view: TextView) -> str:
     """The single string an encoder embeds for `article` under `view`."""
-    title = normalize_space(article.title)
+    title = _cut_head(normalize_space(article.title), TITLE_CHARS)
     body = normalize_space(article.body)
-    teaser = normalize_space(article.teaser) if view.include_teaser else ""
+    teaser = _cut_head(normalize_space(article.teaser), TEASER_CHARS) if view.include_teaser else ""
     if teaser and body.startswith(teaser):
         teaser = ""
     if len(body) > view.head_chars + view.tail_chars:
@@ -97,7 +104,7 @@ def prepare_chunks(article: HasText, view: TextView) -> list[str]:
     first = prepare(article, view)
     if view.chunks <= 1:
         return [first]
-    title = normalize_space(article.title)
+    title = _cut_head(normalize_space(article.title), TITLE_CHARS)
     rest = normalize_space(article.body)
     rest = rest[len(_cut_head(rest, view.head_chars)):].strip()
     texts = [first]

@@ -305,3 +305,17 @@ def test_backup_state_copies_consistently_while_open(client, settings, tmp_path,
     restored = EditorialStore(tmp_path / "backup" / "editorial.sqlite")  # passes the start-up checks
     assert "a2" in restored.rules().taken_down
     assert [p.name for p in backup_state(settings.state_dir, tmp_path / "b2")] == ["editorial.sqlite", "live.sqlite"]
+
+
+def test_what_every_encoder_reads_is_bounded_whatever_the_article_holds():
+    from recommender.profiles import PROFILES
+    from recommender.signals import RawText
+    from recommender.textprep import TEASER_CHARS, TITLE_CHARS, prepare_chunks
+
+    draft = RawText("東" * 1_000, "語" * 1_000_000, "京" * 5_000)
+    for profile in PROFILES.values():
+        for signal in profile.signals:
+            view = signal.view
+            bound = TITLE_CHARS * max(view.title_repeat, 1) + TEASER_CHARS + view.head_chars + view.tail_chars + 10
+            texts = prepare_chunks(draft, view)
+            assert len(texts) <= max(view.chunks, 1) and all(len(t) <= bound for t in texts), signal.name
