@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 INDEX ?= data/index
 
-.PHONY: run test test-slow index serve clean browser
+.PHONY: run test test-slow index serve clean test-tools
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,16 +24,19 @@ serve: $(STAMP)
 
 run: index serve
 
-# The editors' page is tested in Debian's Chromium; installed here when missing and we are root on Debian.
-browser:
-	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+# Programs the tests drive: Debian's Chromium (editors' page), wrk (load tests). Installed when missing and we
+# are root on Debian, so that nothing is skipped on a fresh machine.
+TEST_TOOLS := chromium:chromium chromedriver:chromium-driver wrk:wrk
+test-tools:
+	@missing=""; for pair in $(TEST_TOOLS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing chromium and chromium-driver for the browser test"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
-	  || echo "note: could not install chromium; the browser test will be skipped"; \
-	else echo "note: no chromium/chromedriver and not root: the browser test will be skipped (apt-get install chromium chromium-driver)"; fi
+	  echo "installing$$missing for the tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	  || { echo "error: could not install$$missing"; exit 1; }; \
+	else echo "note: missing$$missing and not root: the tests that need them are skipped (apt-get install$$missing)"; fi
 
-test: $(STAMP) browser
+test: $(STAMP) test-tools
 	$(BIN)/python -m pytest
 	if [ -n "$$CI" ]; then $(MAKE) test-slow; fi
 

@@ -269,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except EXPECTED_ERRORS as exc:
             return _report_failure(args, f"error: {exc}", 1)
         except KeyboardInterrupt:
-            return _report_failure(args, "interrupted; the published index is unchanged", 130)
+            return _report_failure(args, "interrupted" + ("; the published index is unchanged"
+                                                          if args.command == "index" else ""), 130)
     return 0
 
 

@@ -52,6 +52,19 @@ class Settings:
     host: str = _setting("127.0.0.1", "Address the API listens on.")
     port: int = _setting(8000, "Port the API listens on.")
     workers: int = _setting(2, "API worker processes (gunicorn); each maps the same index files.")
+    worker_class: str = _setting(
+        "gevent", "gevent (slow and idle clients cost a greenlet, not a worker) or sync (one client per worker: only "
+        "behind a buffering proxy such as nginx)."
+    )
+    worker_connections: int = _setting(
+        1000, "Open connections one worker holds at most (gevent): slow and idle clients each cost one, not a worker."
+    )
+    worker_timeout: int = _setting(
+        30, "Seconds a worker may go silent (stuck in one request) before gunicorn replaces it."
+    )
+    graceful_timeout: int = _setting(
+        10, "Seconds a stopping or reloading worker may spend finishing the requests it is answering."
+    )
     cors_origins: str = _setting("", "Comma-separated origins allowed to call the API from a browser; empty = none.")
     cache_max_age: int = _setting(60, "Seconds browsers and CDNs may cache a related-links answer.")
     max_request_bytes: int = _setting(1_000_000, "Largest request body accepted (larger ones get 413).")
@@ -111,8 +124,8 @@ def _build(values: Mapping[str, Any]) -> Settings:
         raise ConfigError(f"unknown setting(s): {', '.join(unknown)} (known: {', '.join(known)})")
     typed = {name: _coerce(name, _TYPES[known[name].type], value) for name, value in values.items()}
     settings = Settings(**typed)
-    for name in ("threads", "batch_size", "keep_snapshots", "default_k", "max_k", "workers", "max_request_bytes",
-                 "candidates", "ann_expansion"):
+    for name in ("threads", "batch_size", "keep_snapshots", "default_k", "max_k", "workers", "worker_connections",
+                 "worker_timeout", "graceful_timeout", "max_request_bytes", "candidates", "ann_expansion"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"setting {name!r} must be at least 1")
     if not 0.0 <= settings.recency_weight <= 1.0:
@@ -121,6 +134,8 @@ def _build(values: Mapping[str, Any]) -> Settings:
         raise ConfigError("setting 'reload_interval' must not be negative")
     if settings.cache_max_age < 0:
         raise ConfigError("setting 'cache_max_age' must not be negative")
+    if settings.worker_class not in ("gevent", "sync"):
+        raise ConfigError("setting 'worker_class' must be gevent or sync")
     if settings.vector_dtype not in ("float16", "float32"):
         raise ConfigError("setting 'vector_dtype' must be float16 or float32")
     if settings.ann_min_articles < 0:

@@ -3,16 +3,11 @@
 Needs Debian's chromium and chromium-driver (`make test` installs them when it runs as root on Debian).
 """
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 import urllib.request
 
 import pytest
-from test_server import free_port, get
+from servers import ServerProcess
 
 from recommender.corpus import FIELD_LIMITS
 
@@ -29,26 +24,10 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture
 def server(corpus_index, tmp_path):
     settings, index_dir = corpus_index
-    port = free_port()
-    env = {**os.environ, "RECOMMENDER_API_TOKEN": TOKEN, "RECOMMENDER_STATE_DIR": str(tmp_path / "state"),
+    env = {"RECOMMENDER_API_TOKEN": TOKEN, "RECOMMENDER_STATE_DIR": str(tmp_path / "state"),
            "RECOMMENDER_CACHE_DIR": settings.cache_dir}
-    process = subprocess.Popen([sys.executable, "-m", "recommender", "serve", "--index", str(index_dir),
-                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env=env, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            get(base + "/readyz")
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                pytest.fail("server did not start")
-            time.sleep(0.3)
-    yield base
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(timeout=20)
+    with ServerProcess(index_dir, tmp_path / "server.log", env) as process:
+        yield process.wait_ready()
 
 
 @pytest.fixture

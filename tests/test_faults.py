@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import record, write_jsonl
-from test_server import free_port, get
+from servers import ServerProcess
 
 from recommender.index import load_snapshot
 
@@ -35,43 +35,19 @@ def corpus_records(prefixes: str, n: int = 60) -> list[dict]:
             for p in prefixes for i in range(n)]
 
 
-class Server:
-    """`recommender serve` in its own process group, with the environment given."""
+class Server(ServerProcess):
+    """`recommender serve` in its own process group over a tfidf index, with the token and the environment given."""
 
     def __init__(self, index_dir: Path, state_dir: Path, **env: str) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "RECOMMENDER_PROFILE": "tfidf", "RECOMMENDER_CACHE_DIR": "",
-                    "RECOMMENDER_STATE_DIR": str(state_dir), "RECOMMENDER_API_TOKEN": TOKEN,
-                    "RECOMMENDER_RELOAD_INTERVAL": "0.2", **env}
-        self.log = state_dir.parent / f"server-{self.port}.log"
-        with open(self.log, "w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "recommender", "serve", "--index", str(index_dir), "--port", str(self.port)],
-                stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while not self.workers() or len(self.workers()) < 2 or not self.ready():
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                self.stop()
-                pytest.fail("server did not start: " + self.log.read_text())
-            time.sleep(0.2)
+        super().__init__(index_dir, state_dir.parent / f"server-{state_dir.name}.log", {
+            "RECOMMENDER_PROFILE": "tfidf", "RECOMMENDER_CACHE_DIR": "", "RECOMMENDER_STATE_DIR": str(state_dir),
+            "RECOMMENDER_API_TOKEN": TOKEN, "RECOMMENDER_RELOAD_INTERVAL": "0.2", **env})
+        self.wait_ready()
 
-    def ready(self) -> bool:
-        try:
-            return get(self.base + "/readyz")[0] == 200
-        except OSError:
-            return False
-
-    def workers(self) -> list[int]:
-        """The gunicorn worker pids (children of the master)."""
-        found = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
-        return [int(pid) for pid in found.split()]
-
-    def stop(self) -> str:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=30)
-        return self.log.read_text()
+    def stop(self) -> str:  # type: ignore[override]
+        """Stop the server (failing the test if that takes long) and return what it printed."""
+        super().stop()
+        return self.output()
 
 
 def request(base: str, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:

@@ -1,79 +1,225 @@
-"""`recommender serve`: gunicorn with two workers over a real socket on loopback."""
+"""`recommender serve`: gunicorn with two gevent workers over a real socket on loopback, and its signals."""
 import json
 import os
 import signal
 import socket
-import subprocess
-import sys
+import threading
 import time
-import urllib.request
 
 import pytest
 from conftest import record, write_jsonl
+from servers import ServerProcess, get
 
 from recommender.config import load_settings
 from recommender.jobs import build_index
 
 
 def free_port() -> int:
+    """A port free at this moment (for tests that need one before a server exists)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def get(url: str) -> tuple[int, bytes]:
-    with urllib.request.urlopen(url, timeout=5) as answer:
-        return answer.status, answer.read()
+@pytest.fixture
+def tiny_index(tmp_path):
+    """A 4-article tfidf index and the environment a server over it needs: (index_dir, env)."""
+    corpus = write_jsonl(tmp_path / "c.jsonl", [record(f"a{i}", body=f"Text {i} über die Donau und Passau.")
+                                                  for i in range(4)])
+    settings = load_settings(environ={}, profile="tfidf", index_dir=str(tmp_path / "index"), cache_dir="")
+    build_index([corpus], settings.index_dir, settings)
+    env = {"RECOMMENDER_PROFILE": "tfidf", "RECOMMENDER_CACHE_DIR": "",
+           "RECOMMENDER_STATE_DIR": str(tmp_path / "state")}
+    return settings.index_dir, env
 
 
 @pytest.fixture
-def server(tmp_path):
-    corpus = write_jsonl(tmp_path / "c.jsonl", [record(f"a{i}", body=f"Text {i} über die Donau und Passau.") for i in range(4)])
-    settings = load_settings(environ={}, profile="tfidf", index_dir=str(tmp_path / "index"), cache_dir="")
-    build_index([corpus], settings.index_dir, settings)
-    port = free_port()
-    env = {**os.environ, "RECOMMENDER_PROFILE": "tfidf", "RECOMMENDER_CACHE_DIR": "",
-           "RECOMMENDER_STATE_DIR": str(tmp_path / "state")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "recommender", "serve", "--index", settings.index_dir, "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            get(base + "/healthz")
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("server did not start: " + process.stdout.read())
-    yield base, process
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
+def server(tiny_index, tmp_path):
+    index_dir, env = tiny_index
+    with ServerProcess(index_dir, tmp_path / "server.log", env) as process:
+        process.wait_ready()
+        yield process
+
+
+def metric(base: str, name: str, endpoint: str) -> float:
+    """The merged value of a counter for one endpoint (summed over statuses and methods)."""
+    _, body = get(base + "/metrics")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.decode().splitlines()
+               if line.startswith(name + "{") and f'endpoint="{endpoint}"' in line)
 
 
 def test_serves_related_links_with_two_workers_and_merged_metrics(server):
-    base, process = server
     for _ in range(6):
-        status, body = get(base + "/v1/articles/a0/related?k=2")
+        status, body = get(server.base + "/v1/articles/a0/related?k=2")
         assert status == 200 and len(json.loads(body)["items"]) == 2
-    _, metrics = get(base + "/metrics")
-    line = next(l for l in metrics.decode().splitlines() if l.startswith("recommender_requests_total") and "related" in l)
-    assert line.endswith(" 6.0")  # counted over both workers
-    deadline = time.monotonic() + 10
-    while True:  # the second worker may still be booting when the first answers
-        group = subprocess.run(["pgrep", "-g", str(process.pid)], capture_output=True, text=True).stdout.split()
-        if len(group) >= 3 or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert len(group) == 3  # the gunicorn master and its two workers
+    assert metric(server.base, "recommender_requests_total", "/v1/articles/<article_id>/related") == 6.0
+    assert len(server.workers()) == 2  # wait_ready waited for both
 
 
 def test_prints_where_it_serves(server):
-    base, process = server
-    os.killpg(process.pid, signal.SIGTERM)
-    output = process.communicate(timeout=20)[0]
-    assert f"{base}/v1/articles/" in output and "with 2 workers" in output
+    assert server.stop() < 5
+    assert f"{server.base}/v1/articles/" in server.output() and "with 2 workers" in server.output()
+    assert server.process.returncode == 0
+
+
+# (signal, to the whole group?, when): the moments a deployment tool or a terminal stops a server.
+STOPS = [
+    (signal.SIGTERM, True, "announced"),    # systemd's KillMode=control-group right after start: workers booting
+    (signal.SIGTERM, True, "ready"),
+    (signal.SIGTERM, False, "announced"),   # the master alone (docker stop, kill PID)
+    (signal.SIGTERM, False, "ready"),
+    (signal.SIGINT, True, "announced"),     # Ctrl-C in a terminal reaches the whole foreground group
+    (signal.SIGINT, True, "ready"),
+    (signal.SIGQUIT, False, "ready"),
+    (signal.SIGTERM, True, "request"),      # while requests are being answered
+    (signal.SIGTERM, True, "forking"),      # as soon as the first worker exists
+    (signal.SIGTERM, True, "announced"),
+]
+
+
+def test_stops_within_seconds_at_any_moment(tiny_index, tmp_path):
+    """Each stop over 5 s fails: a worker that missed the signal used to live on for the 30 s graceful timeout."""
+    index_dir, env = tiny_index
+    seconds = []
+    for number, (sig, group, moment) in enumerate(STOPS):
+        with ServerProcess(index_dir, tmp_path / f"server-{number}.log", env) as server:
+            server.wait_announced()
+            if moment == "forking":
+                until = time.monotonic() + 60
+                while not server.workers() and time.monotonic() < until:
+                    time.sleep(0.005)
+            if moment in ("ready", "request"):
+                server.wait_ready()
+            load = _requests_in_background(server.base) if moment == "request" else None
+            took = server.stop(sig, group)
+            if load:
+                load.join(timeout=30)
+            assert not server.group_alive(), f"a worker outlived its master ({sig!r}, {moment})"
+            seconds.append(took)
+            assert took < 5, f"stop with {signal.Signals(sig).name} to {'group' if group else 'master'} " \
+                             f"at '{moment}' took {took:.1f} s:\n{server.output()}"
+    assert len(seconds) == len(STOPS)
+
+
+def _requests_in_background(base: str) -> threading.Thread:
+    def ask() -> None:
+        for _ in range(200):
+            try:
+                get(base + "/v1/articles/a0/related?k=2", timeout=5)
+            except OSError:  # the server is going away: that is the point of this test
+                return
+
+    thread = threading.Thread(target=ask, daemon=True)
+    thread.start()
+    time.sleep(0.05)
+    return thread
+
+
+def all_answer(base: str, times: int = 20) -> list[int]:
+    """Statuses of /healthz, /readyz, a related list and /metrics, asked several times (both workers)."""
+    statuses = []
+    for _ in range(times):
+        for path in ("/healthz", "/readyz", "/v1/articles/a1/related?k=2", "/metrics"):
+            statuses.append(get(base + path)[0])
+    return statuses
+
+
+def wait_for_workers(server: ServerProcess, replacing: set[int], deadline: float = 60) -> list[int]:
+    """Wait until two workers run and none of them is one of the replaced pids."""
+    until = time.monotonic() + deadline
+    while True:
+        workers = server.workers()
+        if len(workers) == 2 and not replacing & set(workers):
+            return workers
+        assert time.monotonic() < until, f"workers were not replaced: {workers}\n{server.output()}"
+        time.sleep(0.05)
+
+
+def test_reloads_and_dying_workers_never_break_the_others(tiny_index, tmp_path):
+    """HUP (log rotation, config reload), gunicorn's timeout abort, a SIGKILL: every endpoint stays 200 and
+    the merged counters never go back (the metrics folder used to be deleted by the first worker to exit)."""
+    index_dir, env = tiny_index
+    with ServerProcess(index_dir, tmp_path / "server.log", {**env, "RECOMMENDER_WORKER_TIMEOUT": "2"}) as server:
+        base = server.wait_ready()
+        counted = metric(base, "recommender_requests_total", "/healthz")
+        failures: list[str] = []
+        stop = threading.Event()
+
+        def poll_health() -> None:
+            while not stop.is_set():
+                status = get(base + "/healthz")[0]
+                if status != 200:
+                    failures.append(f"/healthz answered {status}")
+                time.sleep(0.01)
+
+        poller = threading.Thread(target=poll_health)
+        poller.start()
+        try:
+            for _ in range(2):  # twice: the second reload's old workers are the first reload's new ones
+                old = set(server.workers())
+                server.process.send_signal(signal.SIGHUP)
+                wait_for_workers(server, old)
+        finally:
+            stop.set()
+            poller.join()
+        assert failures == []
+        assert set(all_answer(base)) == {200}
+        for sig in (signal.SIGABRT, signal.SIGKILL, signal.SIGSTOP):  # SIGSTOP: the 2 s worker timeout kills it
+            victim = server.workers()[0]
+            os.kill(victim, sig)
+            wait_for_workers(server, {victim})
+            assert set(all_answer(base)) == {200}, server.output()
+            now = metric(base, "recommender_requests_total", "/healthz")
+            assert now >= counted + 20, "a counter went back"
+            counted = now
+        assert "FileNotFoundError" not in server.output() and "Traceback" not in server.output()
+
+
+def test_slow_and_idle_clients_cannot_starve_the_service(server):
+    """16 clients sending their headers a byte at a time, 16 idle ones: everybody else is still answered.
+
+    With sync workers two such clients blocked every endpoint until gunicorn's 30 s timeout; the 50 ms figure
+    is measured by bench/slow_clients.py, this test only proves nobody waits for the slow ones.
+    """
+    slow = [socket.create_connection(("127.0.0.1", int(server.base.rsplit(":", 1)[1]))) for _ in range(32)]
+    try:
+        for connection in slow[:16]:
+            connection.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+        for round_number in range(6):
+            for connection in slow[:16]:
+                connection.sendall(b"s")  # one more byte of the header, never the end of it
+            for path in ("/healthz", "/v1/articles/a0/related?k=2"):
+                started = time.monotonic()
+                assert get(server.base + path, timeout=10)[0] == 200
+                assert time.monotonic() - started < 2.0, f"{path} waited behind slow clients"
+            time.sleep(0.2)
+    finally:
+        for connection in slow:
+            connection.close()
+    assert server.stop() < 5
+
+
+def raw_request(base: str, request: bytes) -> tuple[str, dict[str, str], bytes]:
+    """Send bytes as they are; (status line, headers, body) of the answer."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    return status, {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}, body
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"GET /" + b"x" * 9000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
+    (b"GET /healthz HTTP/1.1\r\nHost: a\r\nBad Header: 1\r\n\r\n", 400),
+    (b"GET /healthz HTTP/1.1\r\nHost: a\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(200)) + b"\r\n", 431),
+    (b"BREW /healthz HTTP/9.9\r\n\r\n", 400),
+])
+def test_errors_of_the_http_server_itself_are_json(server, request_bytes, status):
+    line, headers, body = raw_request(server.base, request_bytes)
+    assert line.split()[1] == str(status)
+    assert headers["content-type"] == "application/json" and headers["x-content-type-options"] == "nosniff"
+    assert set(json.loads(body)) == {"error", "message"}
