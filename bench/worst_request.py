@@ -4,7 +4,7 @@
 
 Indexes corpus/ (embeddings cached in data/cache) under the profile, then sends drafts as large as the
 bounds and max_request_bytes allow (title 1,000, teaser 5,000, body up to the 1 MB request limit, 100 values
-in each filter list) in several shapes that stress different parts: prose, one endless word, punctuation
+in each filter list) in several shapes that stress different parts (beside a normal article, for the ratio): prose, one endless word, punctuation
 only, CJK text and many capitalised names (the names regex). Prints the first request (models load) and,
 per shape, the worst and median of the rest, in milliseconds.
 """
@@ -33,7 +33,10 @@ def shapes(body_chars: int) -> dict[str, dict]:
                 "body": (unit * (body_chars // len(unit) + 1))[:body_chars], "k": 50,
                 "filters": {"exclude": [f"id{i}" for i in range(100)], "section": [f"s{i}" for i in range(100)]}}
 
-    return {"prose": draft("Die Donau tritt in Passau über die Ufer. "), "one word": draft("x"),
+    normal = {"title": "Hochwasser in Passau: Helfer füllen Sandsäcke",
+              "teaser": "Die Stadt ruft den Katastrophenfall aus, Schulen bleiben geschlossen. " * 4,
+              "body": "Die Donau tritt über die Ufer, der Inn steigt weiter. " * 60}
+    return {"normal": normal, "prose": draft("Die Donau tritt in Passau über die Ufer. "), "one word": draft("x"),
             "punctuation": draft("?!. "), "cjk": draft("東京都の洪水。"), "names": draft("Merz Scholz Passau 2024 ")}
 
 
@@ -49,6 +52,7 @@ def main() -> None:
     client = create_app(settings).test_client()
     # The body fills what max_request_bytes leaves (the JSON around it, and 3 bytes per CJK character).
     results = {}
+    uptime = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
     for name, draft in shapes(900_000).items():
         while len(json.dumps(draft, ensure_ascii=False).encode()) > settings.max_request_bytes:
             draft["body"] = draft["body"][: int(len(draft["body"]) * 0.9)]
@@ -60,7 +64,8 @@ def main() -> None:
             times.append((time.perf_counter() - started) * 1000)
             assert answer.status_code == 200, answer.get_json()
         results[name] = (len(draft["body"]), times[0], max(times[1:]), statistics.median(times[1:]))
-    print(f"profile {args.profile}: very first request {results['prose'][1]:.0f} ms (the models load once)")
+    print(f"profile {args.profile}: very first request {results['normal'][1]:.0f} ms (the models load once)")
+    print(f"  load average at the start: {uptime} on {len(__import__('os').sched_getaffinity(0))} cores")
     for name, (body, first, worst, median) in results.items():
         print(f"  {name:<12} body {body:>7,} chars: first {first:7.0f} ms, worst {worst:6.0f} ms, "
               f"median {median:6.0f} ms")
