@@ -175,9 +175,14 @@ def cmd_related(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .gunicorn_worker import exit_without_teardown
     from .server import serve
 
-    serve(_settings(args), announce=lambda line: print(line, flush=True))
+    settings = _settings(args)
+    try:
+        serve(settings, announce=lambda line: print(line, flush=True))
+    except SystemExit as stop:  # gunicorn's master ends with sys.exit once its workers are gone
+        exit_without_teardown(stop.code)
     return 0
 
 
