@@ -110,7 +110,9 @@ def test_skip_invalid_indexes_exactly_the_good_records_of_a_very_bad_corpus(tmp_
     good = [record(f"new-{i}", body=f"Neuer Text {i} über Passau.") for i in range(3)]
     bad = [name for name in BAD_LINES if not name.startswith("duplicate")]  # ok-1 is new in this file
     path.write_bytes(b"".join(BAD_LINES[name][0] + (line(good[i]) if i < 3 else b"") for i, name in enumerate(bad)))
-    assert main(["index", str(path), "--index", str(index), "--skip-invalid", "--quiet"]) == 0
+    assert main(["index", str(path), "--index", str(index), "--skip-invalid", "--quiet"]) == 3  # the shrink guard
+    assert "refusing to publish" in capsys.readouterr().err and (index / "current").resolve() == served
+    assert main(["index", str(path), "--index", str(index), "--skip-invalid", "--allow-shrink", "--quiet"]) == 0
     assert (index / "current").resolve() != served
     assert sorted(ids(index)) == ["new-0", "new-1", "new-2"]
     assert load_snapshot(index).manifest["skipped_invalid"] == len(bad)
