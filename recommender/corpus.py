@@ -320,11 +320,12 @@ def _walk(root: Path, seen: set[str], notes: list[str]) -> list[Path]:
             path = Path(folder, name)
             if path.suffix not in {".jsonl", ".json"} or name == "stories.json":
                 continue
-            if not path.is_file():
-                notes.append(f"{path}: a broken symbolic link (points to {os.readlink(path)}): skipped")
-            elif _first_visit(path, seen, notes):
+            if path.is_file():
                 found.append(path)
-    return sorted(found)
+            else:
+                notes.append(f"{path}: a broken symbolic link (points to {os.readlink(path)}): skipped")
+    # Of two ways to one file, the first in path order is read: the same whichever the walk met first.
+    return [path for path in sorted(found) if _first_visit(path, seen, notes)]
 
 
 def corpus_files(paths: Iterable[str | Path]) -> list[Path]:
