@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import logging
 import os
 import shutil
@@ -182,15 +184,17 @@ def compare_with_published(published: Snapshot | str | Path | None, articles: Se
     date, URL, tags, author), unchanged and deleted articles."""
     if isinstance(published, (str, Path)):
         published = _published(published)
-    previous = {a["id"]: a for a in published.articles} if published is not None else {}
+    # Only the hash and a digest of the metadata per id: a million published rows must not be held as dicts.
+    previous = ({a["id"]: (a["content_hash"], _digest({k: a.get(k) for k in _METADATA})) for a in published.articles}
+                if published is not None else {})
     counts = {"new": 0, "changed": 0, "metadata_changed": 0, "unchanged": 0}
     for article in articles:
         stored = previous.get(article.id)
         if stored is None:
             counts["new"] += 1
-        elif stored["content_hash"] != article.content_hash():
+        elif stored[0] != article.content_hash():
             counts["changed"] += 1
-        elif any(stored.get(key) != value for key, value in _metadata(article).items()):
+        elif stored[1] != _digest(_metadata(article)):
             counts["metadata_changed"] += 1
         else:
             counts["unchanged"] += 1
@@ -198,10 +202,17 @@ def compare_with_published(published: Snapshot | str | Path | None, articles: Se
     return counts
 
 
+_METADATA = ("url", "published_at", "section", "tags", "author")
+
+
 def _metadata(article: Article) -> dict[str, object]:
     """What a snapshot stores of an article beside its text (as index.article_metadata writes it)."""
     return {"url": article.url, "published_at": article.published_at.isoformat(), "section": article.section,
             "tags": list(article.tags), "author": article.author}
+
+
+def _digest(values: dict[str, object]) -> str:
+    return hashlib.blake2b(json.dumps(values, ensure_ascii=False).encode("utf-8"), digest_size=16).hexdigest()
 
 
 def check_guards(published: Snapshot | None, loaded: LoadResult, changes: dict[str, int], settings: Settings,
