@@ -228,23 +228,27 @@ def _records(path: Path, limits: ReadLimits) -> Iterator[tuple[int, str, Any]]:
 
 def _json_file_records(path: Path, limits: ReadLimits) -> Iterator[tuple[int, str, Any]]:
     """The records of a .json file: one object, or a list whose elements are named by index and line."""
-    raw = path.read_bytes().removeprefix(_BOM)
-    if not raw.lstrip().startswith(b"["):
-        if len(raw) > limits.max_record_bytes:
+    with path.open("rb") as handle:
+        is_list = handle.read(4096).removeprefix(_BOM).lstrip().startswith(b"[")
+    if not is_list:  # one record: bounded like a line, and never read whole when it is too long
+        if path.stat().st_size > limits.max_record_bytes + len(_BOM):
             yield 1, "", ValueError(f"file longer than {limits.max_record_bytes:,} bytes (max_record_bytes)")
         else:
-            yield 1, "", decode_record(raw)
+            yield 1, "", decode_record(path.read_bytes().removeprefix(_BOM))
         return
+    raw = path.read_bytes().removeprefix(_BOM)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         yield raw.count(b"\n", 0, exc.start) + 1, "", ValueError("not valid JSON: invalid UTF-8")
         return
+    line, counted = 1, 0  # lines counted incrementally: a list of 100,000 elements must not cost n² scans
     for index, (start, end) in enumerate(_list_elements(text)):
         piece = text[start:end]
         if not piece.strip() and index == 0 and not text[end:].lstrip().startswith(","):
             return  # an empty list
-        line = text.count("\n", 0, start + len(piece) - len(piece.lstrip())) + 1
+        first = start + len(piece) - len(piece.lstrip())
+        line, counted = line + text.count("\n", counted, first), first
         data = piece.encode("utf-8")
         if len(data) > limits.max_record_bytes:
             yield line, f"element {index}: ", ValueError(f"longer than {limits.max_record_bytes:,} bytes (max_record_bytes)")
