@@ -314,3 +314,34 @@ def test_peak_memory_of_a_job_stays_within_a_budget_whatever_the_records_hold(tm
     print(f"peak RSS: {base:.0f} MiB for {n} ordinary records, {peak:.0f} MiB for {n} records at every limit "
           f"and three hostile lines")
     assert peak - base < MEMORY_BUDGET_MIB
+
+
+def test_bounded_text_preparation_reads_real_bodies_as_before(monkeypatch):
+    """Reading only a bounded start (and end) of the body changes nothing for real text: caches stay valid."""
+    import random
+
+    from recommender import textprep
+    from recommender.profiles import PROFILES
+    from recommender.signals import RawText
+
+    words = "Die Donau tritt in Passau über die Ufer. Helfer füllen\nSandsäcke,  der Pegel steigt! Was nun?".split(" ")
+    rng = random.Random(7)
+    bodies = [" ".join(rng.choice(words) for _ in range(n)) for n in (10, 3_000, 30_000)]  # up to 180,000 chars
+    views = {s.view for profile in PROFILES.values() for s in profile.signals}
+    views.add(textprep.TextView(head_chars=1_000, tail_chars=500))  # no profile reads the end yet; it is bounded too
+
+    def texts(body: str, view) -> tuple:
+        return textprep.prepare(RawText("Titel", body, "Vorspann."), view), textprep.prepare_chunks(RawText("T", body), view)
+
+    bounded = {(len(body), view): texts(body, view) for body in bodies for view in views}
+    teasers = [textprep.make_teaser(body) for body in bodies]
+    monkeypatch.setattr(textprep, "_body_read", lambda body, view: textprep.normalize_space(body))  # the whole body
+    for body, teaser in zip(bodies, teasers):
+        for view in views:
+            assert bounded[(len(body), view)] == texts(body, view)
+        whole = ""  # make_teaser over every sentence of the body, as before
+        for sentence in textprep.split_sentences(body):
+            if len(f"{whole} {sentence}".strip()) > 240:
+                break
+            whole = f"{whole} {sentence}".strip()
+        assert teaser == whole
