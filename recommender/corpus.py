@@ -184,6 +184,18 @@ def article_from_json(data: Any, max_future_days: int = 366, now: datetime | Non
     )
 
 
+def article_from_stored(data: dict[str, Any]) -> Article:
+    """An Article from a record this service stored itself (`Article.to_json`).
+
+    It was validated when it was received; rules made stricter since (a date range, a language list, a
+    field bound) must not make an acknowledged article vanish, or stop the server that loads it.
+    """
+    return Article(id=data["id"], title=data["title"], body=data["body"],
+                   published_at=parse_datetime(data["published_at"]), lang=data["lang"], url=data.get("url", ""),
+                   teaser=data.get("teaser", ""), section=data.get("section", ""),
+                   tags=tuple(data.get("tags", ())), author=data.get("author", ""))
+
+
 def decode_record(raw: bytes) -> Any:
     """One record's JSON value, or a ValueError saying why it cannot be read (never raises it)."""
     # Only a line with many brackets can nest deeply: counting them runs at C speed, the exact scan does not.
