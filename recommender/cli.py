@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--index", dest="index_dir", help="index directory (setting index_dir)")
     index.add_argument("--profile", help=f"ranking profile: {', '.join(PROFILES)}")
     index.add_argument("--skip-invalid", action="store_true", help="skip invalid records instead of failing")
+    index.add_argument("--allow-shrink", action="store_true",
+                       help="publish even if more than max_delete_share of the index is deleted or more than "
+                            "max_skip_share of the records are skipped")
+    index.add_argument("--profile-change", action="store_true",
+                       help="publish even though the published index was built with another profile")
     index.add_argument("--cluster", metavar="tcp://HOST:PORT",
                        help="embed on the workers of this Dask scheduler (setting cluster)")
     index.add_argument("--quiet", action="store_true", help="only errors and the final summary")
@@ -100,8 +105,12 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
+# A run the shrink guard or the profile check refused: nothing is wrong with the job, the export may be.
+EXIT_REFUSED = 3
+
+
 def cmd_index(args: argparse.Namespace) -> int:
-    from .jobs import build_index
+    from .jobs import Guards, PublishRefused, build_index
 
     mode = args.log_mode
     settings = _settings(args)
@@ -110,25 +119,28 @@ def cmd_index(args: argparse.Namespace) -> int:
                  f"'{settings.profile}'" + (f" on the cluster {settings.cluster}" if settings.cluster else ""),
                  corpus=args.corpus, index_dir=settings.index_dir, profile=settings.profile,
                  cluster=settings.cluster or None)
-    with _sigterm_interrupts():
-        summary = build_index(args.corpus, settings.index_dir, settings, args.skip_invalid,
-                              joblog.progress_for(mode))
+    try:
+        with _sigterm_interrupts():
+            summary = build_index(args.corpus, settings.index_dir, settings, args.skip_invalid,
+                                  joblog.progress_for(mode), Guards(args.allow_shrink, args.profile_change))
+    except PublishRefused as exc:
+        return _report_failure(args, f"error: refusing to publish: {exc}", EXIT_REFUSED)
     for problem in summary.skipped:
         joblog.event("skipped", f"skipped {problem}", logging.WARNING, problem=str(problem))
     if summary.skipped:
         joblog.event("skipped", f"skipped {len(summary.skipped)} invalid record(s)", logging.WARNING,
                      count=len(summary.skipped))
     stages = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in summary.seconds.items())
-    changes = ", ".join(f"{count} {what}" for what, count in summary.changes.items())
+    changes = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in summary.changes.items())
     done = (f"indexed {summary.articles} articles ({summary.articles_per_second:.1f} articles/s; {stages}) "
             f"with profile '{settings.profile}' into {summary.snapshot}")
     if mode == "json":
         joblog.event("summary", done, articles=summary.articles, **summary.changes,
                      skipped_invalid=len(summary.skipped), seconds={k: round(v, 3) for k, v in summary.seconds.items()},
                      articles_per_second=round(summary.articles_per_second, 2), profile=settings.profile,
-                     snapshot=str(summary.snapshot))
+                     snapshot=str(summary.snapshot), files_read=len(summary.files), files=summary.files)
     else:
-        print(f"{changes} (against the published index)")
+        print(f"{changes} (against the published index); read {len(summary.files)} file(s)")
         print(done)
     return 0
 
@@ -178,9 +190,14 @@ def cmd_related(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from .gunicorn_worker import exit_without_teardown
     from .server import serve
 
-    serve(_settings(args), announce=lambda line: print(line, flush=True))
+    settings = _settings(args)
+    try:
+        serve(settings, announce=lambda line: print(line, flush=True))
+    except SystemExit as stop:  # gunicorn's master ends with sys.exit once its workers are gone
+        exit_without_teardown(stop.code)
     return 0
 
 
@@ -257,7 +274,8 @@ COMMANDS = {"index": cmd_index, "related": cmd_related, "serve": cmd_serve, "eva
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 success, 1 failure, 2 bad usage, 130 interrupted)."""
+    """Run the command line; returns the exit status (0 success, 1 failure, 2 bad usage, 3 publishing refused,
+    130 interrupted)."""
     parser = _parser()
     args = parser.parse_args(argv)
     args.log_mode = joblog.choose_mode(getattr(args, "quiet", False), getattr(args, "log_json", False))

@@ -36,7 +36,19 @@ class Settings:
     cluster: str = _setting(
         "", "Dask scheduler address (tcp://host:8786) on whose workers the index job embeds; empty = this machine."
     )
-    keep_snapshots: int = _setting(3, "Published index snapshots kept on disk (the newest is served).")
+    keep_snapshots: int = _setting(
+        3, "Published index snapshots kept on disk (the newest is served), plus the newest of every other configuration."
+    )
+    max_record_bytes: int = _setting(
+        4_194_304, "Longest corpus record (one JSON line or one element of a .json list) the index job reads, in bytes."
+    )
+    max_future_days: int = _setting(366, "Days after now beyond which a published_at is refused as absurd (before 1800 always is).")
+    max_delete_share: float = _setting(
+        0.10, "Share of the published index a job may delete; more refuses to publish (unless --allow-shrink)."
+    )
+    max_skip_share: float = _setting(
+        0.10, "Share of the corpus records a job may skip as invalid; more refuses to publish (unless --allow-shrink)."
+    )
     reload_interval: float = _setting(1.0, "Seconds between a server's checks for a newly published snapshot.")
     state_dir: str = _setting("data/state", "Editors' decisions (SQLite), kept apart from index snapshots; empty disables them.")
     sentence_transformer_model: str = _setting(
@@ -125,11 +137,15 @@ def _build(values: Mapping[str, Any]) -> Settings:
     typed = {name: _coerce(name, _TYPES[known[name].type], value) for name, value in values.items()}
     settings = Settings(**typed)
     for name in ("threads", "batch_size", "keep_snapshots", "default_k", "max_k", "workers", "worker_connections",
-                 "worker_timeout", "graceful_timeout", "max_request_bytes", "candidates", "ann_expansion"):
+                 "worker_timeout", "graceful_timeout", "max_request_bytes", "candidates", "ann_expansion",
+                 "max_record_bytes", "max_future_days"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"setting {name!r} must be at least 1")
     if not 0.0 <= settings.recency_weight <= 1.0:
         raise ConfigError("setting 'recency_weight' must be between 0 and 1")
+    for name in ("max_delete_share", "max_skip_share"):
+        if not 0.0 <= getattr(settings, name) <= 1.0:
+            raise ConfigError(f"setting {name!r} must be between 0 and 1")
     if settings.reload_interval < 0:
         raise ConfigError("setting 'reload_interval' must not be negative")
     if settings.cache_max_age < 0:

@@ -441,15 +441,33 @@ def remove_unfinished(index_dir: str | Path) -> list[str]:
     return removed
 
 
-def publish(index_dir: str | Path, snapshot_dir: Path, keep: int = 3) -> None:
-    """Point index_dir/current at snapshot_dir atomically, then delete all but the newest `keep` snapshots."""
+def publish(index_dir: str | Path, snapshot_dir: Path, keep: int = 3) -> list[str]:
+    """Point index_dir/current at snapshot_dir atomically, then delete all but the newest `keep` snapshots and
+    the newest of each configuration; returns the names deleted."""
     index_dir = Path(index_dir)
     link = index_dir / CURRENT
     tmp_link = index_dir / f".{CURRENT}.{uuid.uuid4().hex[:8]}"
     os.symlink(os.path.relpath(snapshot_dir, index_dir), tmp_link)
     os.replace(tmp_link, link)  # rename(2) over the old link: readers see the old or the new, never none
     snapshots = sorted((index_dir / SNAPSHOTS).iterdir(), key=lambda p: p.name)
-    live = snapshot_dir.resolve()
-    for old in snapshots[:-keep] if keep > 0 else []:
-        if old.resolve() != live:
+    kept = {snapshot_dir.resolve(), *(p.resolve() for p in snapshots[-keep:] if keep > 0)}
+    # A server refuses snapshots of another configuration than its own and keeps serving the one it has:
+    # the newest snapshot of every configuration may be in use, so it stays.
+    newest_of: dict[str, Path] = {}
+    for candidate in snapshots:
+        newest_of[_configuration_key(candidate)] = candidate.resolve()
+    kept.update(path for key, path in newest_of.items() if key)
+    deleted = []
+    for old in snapshots:
+        if old.resolve() not in kept:
             shutil.rmtree(old, ignore_errors=True)
+            deleted.append(old.name)
+    return deleted
+
+
+def _configuration_key(snapshot: Path) -> str:
+    """The snapshot's configuration (profile fingerprint) as a comparable string; '' if unreadable."""
+    try:
+        return json.dumps(json.loads((snapshot / "manifest.json").read_text(encoding="utf-8"))["config"], sort_keys=True)
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""

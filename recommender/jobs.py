@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
+import logging
 import os
 import shutil
 from contextlib import ExitStack, contextmanager
@@ -11,11 +14,12 @@ from typing import Iterator, Sequence
 
 from .cluster import dask_executor
 from .config import Settings
-from .corpus import Article, CorpusError, Problem, load_corpus
+from .corpus import Article, CorpusError, LoadResult, Problem, ReadLimits, load_corpus
 from .engine import signal_encoder
 from .index import (
     IndexProblem,
     SignalArrays,
+    Snapshot,
     load_snapshot,
     new_snapshot_dir,
     profile_fingerprint,
@@ -32,6 +36,18 @@ from .stages import StageClock, stage
 
 class IndexLocked(IndexProblem):
     """Another index job is writing to the same index directory."""
+
+
+class PublishRefused(IndexProblem):
+    """The job would shrink the published index too much or change its profile without being told to."""
+
+
+@dataclass(frozen=True)
+class Guards:
+    """What a run may do to the published index: its operator's flags beside the settings' shares."""
+
+    allow_shrink: bool = False
+    profile_change: bool = False
 
 
 @contextmanager
@@ -69,6 +85,7 @@ class BuildSummary:
     skipped: list[Problem] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     changes: dict[str, int] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
 
     @property
     def articles_per_second(self) -> float:
@@ -83,11 +100,13 @@ def build_index(
     settings: Settings,
     skip_invalid: bool = False,
     progress: Progress = no_progress,
+    guards: Guards = Guards(),
 ) -> BuildSummary:
     """Index the corpus into a new snapshot of index_dir and publish it; on any failure the previous
-    snapshot stays current and the partial one is removed. Raises IndexLocked if another job is running."""
+    snapshot stays current and the partial one is removed. Raises IndexLocked if another job is running,
+    PublishRefused (before embedding) if the run would shrink the index or change its profile unasked."""
     with index_lock(index_dir):
-        return _build(corpus_paths, index_dir, settings, skip_invalid, progress)
+        return _build(corpus_paths, index_dir, settings, skip_invalid, progress, guards)
 
 
 def _build(
@@ -96,6 +115,7 @@ def _build(
     settings: Settings,
     skip_invalid: bool,
     progress: Progress,
+    guards: Guards = Guards(),
 ) -> BuildSummary:
     clock = StageClock(on_done=_announce_stage)
     with clock.running(), ExitStack() as resources:
@@ -107,10 +127,15 @@ def _build(
         with stage("read"):
             for name in remove_unfinished(index_dir):
                 event("cleanup", f"removed the unfinished snapshot {name} of an interrupted run", snapshot=name)
-            loaded = load_corpus(corpus_paths, skip_invalid=skip_invalid)
+            loaded = load_corpus(corpus_paths, skip_invalid=skip_invalid,
+                                 limits=ReadLimits(settings.max_record_bytes, settings.max_future_days))
+            for note in loaded.notes:
+                event("corpus_link", note, logging.WARNING, note=note)
             if not loaded.articles:
                 raise CorpusError("the corpus holds no valid article")
-            changes = compare_with_published(index_dir, loaded.articles)
+            published = _published(index_dir)
+            changes = compare_with_published(published, loaded.articles)
+            check_guards(published, loaded, changes, settings, guards)
 
         profile = get_profile(settings.profile)
         encoder = signal_encoder(settings, profile)
@@ -134,25 +159,81 @@ def _build(
                 load_snapshot(target, expected=profile_fingerprint(profile, identities), verify=True,
                               expansion_search=settings.ann_expansion)
             with stage("publish"):
-                publish(index_dir, target, keep=settings.keep_snapshots)
+                for name in publish(index_dir, target, keep=settings.keep_snapshots):
+                    event("cleanup", f"deleted the old snapshot {name}", snapshot=name)
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
             raise
-    return BuildSummary(target, len(loaded.articles), loaded.problems, clock.seconds, changes)
+    return BuildSummary(target, len(loaded.articles), loaded.problems, clock.seconds, changes, loaded.files)
 
 
 def _announce_stage(name: str, seconds: float) -> None:
     event("stage_done", f"{name} done in {seconds:.1f}s", stage=name, seconds=round(seconds, 3))
 
 
-def compare_with_published(index_dir: str | Path, articles: Sequence[Article]) -> dict[str, int]:
-    """How the corpus differs from the published snapshot: new, changed, unchanged and deleted articles."""
+def _published(index_dir: str | Path) -> Snapshot | None:
+    """The published snapshot (unverified: only its article list is compared), or None before the first run."""
     try:
-        previous = {a["id"]: a["content_hash"] for a in load_snapshot(index_dir, verify=False).articles}
+        return load_snapshot(index_dir, verify=False)
     except IndexProblem:
-        previous = {}
-    hashes = {a.id: a.content_hash() for a in articles}
-    known = hashes.keys() & previous.keys()
-    unchanged = sum(1 for i in known if hashes[i] == previous[i])
-    return {"new": len(hashes.keys() - previous.keys()), "changed": len(known) - unchanged,
-            "unchanged": unchanged, "deleted": len(previous.keys() - hashes.keys())}
+        return None
+
+
+def compare_with_published(published: Snapshot | str | Path | None, articles: Sequence[Article]) -> dict[str, int]:
+    """How the corpus differs from the published snapshot: new, changed (text), metadata changed (section,
+    date, URL, tags, author), unchanged and deleted articles."""
+    if isinstance(published, (str, Path)):
+        published = _published(published)
+    # Only the hash and a digest of the metadata per id: a million published rows must not be held as dicts.
+    previous = ({a["id"]: (a["content_hash"], _digest({k: a.get(k) for k in _METADATA})) for a in published.articles}
+                if published is not None else {})
+    counts = {"new": 0, "changed": 0, "metadata_changed": 0, "unchanged": 0}
+    for article in articles:
+        stored = previous.get(article.id)
+        if stored is None:
+            counts["new"] += 1
+        elif stored[0] != article.content_hash():
+            counts["changed"] += 1
+        elif stored[1] != _digest(_metadata(article)):
+            counts["metadata_changed"] += 1
+        else:
+            counts["unchanged"] += 1
+    counts["deleted"] = len(previous.keys() - {a.id for a in articles})
+    return counts
+
+
+_METADATA = ("url", "published_at", "section", "tags", "author")
+
+
+def _metadata(article: Article) -> dict[str, object]:
+    """What a snapshot stores of an article beside its text (as index.article_metadata writes it)."""
+    return {"url": article.url, "published_at": article.published_at.isoformat(), "section": article.section,
+            "tags": list(article.tags), "author": article.author}
+
+
+def _digest(values: dict[str, object]) -> str:
+    return hashlib.blake2b(json.dumps(values, ensure_ascii=False).encode("utf-8"), digest_size=16).hexdigest()
+
+
+def check_guards(published: Snapshot | None, loaded: LoadResult, changes: dict[str, int], settings: Settings,
+                 guards: Guards) -> None:
+    """Raise PublishRefused when the run would change the profile, delete or skip more than the settings allow."""
+    keep = "the published index is unchanged"
+    if published is not None and not guards.profile_change:
+        before, after = published.manifest["config"]["profile"]["name"], settings.profile
+        if before != after:
+            raise PublishRefused(f"the published index was built with profile '{before}' and this job would replace "
+                                 f"it with profile '{after}' (servers of '{before}' refuse it): pass "
+                                 f"--profile-change if that is meant; {keep}")
+    if guards.allow_shrink:
+        return
+    records = len(loaded.articles) + len(loaded.problems)
+    if len(loaded.problems) > settings.max_skip_share * records:
+        raise PublishRefused(f"{len(loaded.problems)} of {records} records are invalid "
+                             f"({len(loaded.problems) / records:.0%}, more than max_skip_share "
+                             f"{settings.max_skip_share:.0%}): fix the export or pass --allow-shrink; {keep}")
+    indexed = len(published) if published is not None else 0
+    if indexed and changes["deleted"] > settings.max_delete_share * indexed:
+        raise PublishRefused(f"this run would delete {changes['deleted']} of the {indexed} published articles "
+                             f"({changes['deleted'] / indexed:.0%}, more than max_delete_share "
+                             f"{settings.max_delete_share:.0%}): check the export or pass --allow-shrink; {keep}")

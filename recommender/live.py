@@ -18,7 +18,7 @@ from typing import Any, Callable
 import numpy as np
 from scipy import sparse
 
-from .corpus import Article, article_from_json
+from .corpus import Article, article_from_stored
 from .db import connect_state, reading, write
 from .index import Snapshot, article_metadata
 from .metadata import ArticleTable, RowLookup, codes_of
@@ -73,7 +73,7 @@ class LiveStore:
         result = []
         for record, blob in rows:
             with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
-                result.append((article_from_json(json.loads(record)), {k: arrays[k] for k in arrays.files}))
+                result.append((article_from_stored(json.loads(record)), {k: arrays[k] for k in arrays.files}))
         return version, result
 
     def close(self) -> None:

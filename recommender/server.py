@@ -37,7 +37,7 @@ def _gunicorn(settings: Settings, app: Any, announce: Any) -> Any:
     """A gunicorn application serving app with the hooks and options of `recommender serve`."""
     from gunicorn.app.base import BaseApplication
 
-    from .gunicorn_worker import WORKER_CLASSES, SignalSafeArbiter
+    from .gunicorn_worker import WORKER_CLASSES, SignalSafeArbiter, worker_exit
 
     def when_ready(server: Any) -> None:
         port = server.LISTENERS[0].sock.getsockname()[1]
@@ -64,9 +64,13 @@ def _gunicorn(settings: Settings, app: Any, announce: Any) -> Any:
         "graceful_timeout": settings.graceful_timeout,
         "timeout": settings.worker_timeout,
         "preload_app": True,
+        # gunicorn >= 25's control socket is one path per user ($HOME/.gunicorn/gunicorn.ctl) that every
+        # server on the machine would take from the previous one, and its thread cost up to 4 s of each stop.
+        "control_socket_disable": True,
         "when_ready": when_ready,
         "post_fork": post_fork,
         "child_exit": child_exit,
+        "worker_exit": worker_exit,
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "warning",

@@ -79,10 +79,24 @@ def _cut_tail(text: str, limit: int) -> str:
     return cut[space + 1:] if 0 <= space < limit * 0.2 else cut
 
 
+def _body_read(body: str, view: TextView) -> str:
+    """The body normalised as far as the view reads it: only a bounded start (and end) of a long one.
+
+    A hostile body must cost no more than a long real one, and no regex must run over more than it needs;
+    four times what the view reads leaves room for runs of white space, so real bodies come out the same.
+    """
+    reach = (view.head_chars * max(view.chunks, 1) + view.tail_chars) * 4 + 4096
+    if len(body) <= 2 * reach:
+        return normalize_space(body)
+    if view.tail_chars:
+        return normalize_space(body[:reach]) + " " + normalize_space(body[-reach:])
+    return normalize_space(body[:reach])
+
+
 def prepare(article: HasText, view: TextView) -> str:
     """The single string an encoder embeds for `article` under `view`."""
     title = _cut_head(normalize_space(article.title), TITLE_CHARS)
-    body = normalize_space(article.body)
+    body = _body_read(article.body, view)
     teaser = _cut_head(normalize_space(article.teaser), TEASER_CHARS) if view.include_teaser else ""
     if teaser and body.startswith(teaser):
         teaser = ""
@@ -105,7 +119,7 @@ def prepare_chunks(article: HasText, view: TextView) -> list[str]:
     if view.chunks <= 1:
         return [first]
     title = _cut_head(normalize_space(article.title), TITLE_CHARS)
-    rest = normalize_space(article.body)
+    rest = _body_read(article.body, view)
     rest = rest[len(_cut_head(rest, view.head_chars)):].strip()
     texts = [first]
     while rest and len(texts) < view.chunks:
@@ -145,7 +159,8 @@ def split_sentences(text: str) -> list[str]:
 
 def make_teaser(body: str, max_chars: int = 240) -> str:
     """A teaser from the first sentences of the body, at most max_chars long (ends with … if cut)."""
-    sentences = split_sentences(body)
+    # Only the start can become the teaser: splitting a 200,000-character body into sentences would be waste.
+    sentences = split_sentences(body[:max_chars * 20 + 4096])
     teaser = ""
     for sentence in sentences:
         candidate = f"{teaser} {sentence}".strip()

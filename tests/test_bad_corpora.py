@@ -32,15 +32,23 @@ BAD_LINES = {
     "duplicate id, other text": (line(record("ok-1", body="Ganz anderer Text.")), "duplicate id 'ok-1'"),
     "empty body": (line(record("t", body="")), "missing required field(s): body"),
     "blank body": (line(record("t", body=" \n\t ")), "body is empty"),
-    "5 MB body": (line(record("t", body="Donau " * 900_000)), f"more than {MAX_BODY_CHARS:,}"),
+    "300 kB body": (line(record("t", body="Donau " * 50_000)), f"more than {MAX_BODY_CHARS:,}"),
+    "5 MB line": (b'{"id": "t", "body": "' + b"x" * 5_000_000 + b'"}\n', "line longer than 4,194,304 bytes"),
+    "100,000 nested brackets": (b"[" * 100_000 + b"]" * 100_000 + b"\n", "nests deeper than 32 levels"),
+    "a 5,000-digit number": (b'{"id": "t", "n": ' + b"9" * 5_000 + b"}\n", "a number of more than 4300 digits"),
+    "a NUL byte": (line(record("t")).replace(b'"t"', b'"t\x00"', 1), "not valid JSON: Invalid control character"),
+    "a BOM inside the file": (b"\xef\xbb\xbf" + line(record("t")), "not valid JSON: Unexpected UTF-8 BOM"),
     "invalid UTF-8": (b'{"id": "t", "title": "Stra\xdfe"}\n', "invalid UTF-8"),
     "lone surrogate": (b'{"id": "t", "title": "\\ud800", "body": "x", "lang": "de", "published_at": "2026-01-01T00:00:00Z"}\n',
                        "surrogate"),
     "unknown language name": (line(record("t", lang="klingonisch")), "not an ISO 639 code"),
     "language with a newline": (line(record("t", lang="de\n")), "not an ISO 639 code"),
-    "date without offset": (line(record("t", published_at="2026-03-01T08:00:00")), "has no UTC offset"),
+    "date without offset": (line(record("t", published_at="2026-03-01T08:00:00")), "published_at: '2026-03-01T08:00:00' has no UTC offset"),
     "date only": (line(record("t", published_at="2026-03-01")), "has no UTC offset"),
     "date nonsense": (line(record("t", published_at="31.02.2026")), "published_at"),
+    "year 0001": (line(record("t", published_at="0001-01-01T00:00:00+01:00")), "published_at: 0001-01-01T00:00:00+01:00 is before 1800"),
+    "year 9999": (line(record("t", published_at="9999-12-31T23:59:59-05:00")), "more than 366 days in the future"),
+    "language xx": (line(record("t", lang="xx")), "not an ISO 639 code"),
     "id with slash": (line(record("a/../../etc")), "may hold only letters"),
     "id with backslash": (line(record("a\\b")), "may hold only letters"),
     "id starting with a dot": (line(record("..")), "may hold only letters"),
@@ -102,7 +110,9 @@ def test_skip_invalid_indexes_exactly_the_good_records_of_a_very_bad_corpus(tmp_
     good = [record(f"new-{i}", body=f"Neuer Text {i} über Passau.") for i in range(3)]
     bad = [name for name in BAD_LINES if not name.startswith("duplicate")]  # ok-1 is new in this file
     path.write_bytes(b"".join(BAD_LINES[name][0] + (line(good[i]) if i < 3 else b"") for i, name in enumerate(bad)))
-    assert main(["index", str(path), "--index", str(index), "--skip-invalid", "--quiet"]) == 0
+    assert main(["index", str(path), "--index", str(index), "--skip-invalid", "--quiet"]) == 3  # the shrink guard
+    assert "refusing to publish" in capsys.readouterr().err and (index / "current").resolve() == served
+    assert main(["index", str(path), "--index", str(index), "--skip-invalid", "--allow-shrink", "--quiet"]) == 0
     assert (index / "current").resolve() != served
     assert sorted(ids(index)) == ["new-0", "new-1", "new-2"]
     assert load_snapshot(index).manifest["skipped_invalid"] == len(bad)

@@ -90,7 +90,9 @@ def test_missing_index_and_invalid_corpus(tmp_path, env, capsys):
 
 def test_skip_invalid_reports_what_it_skipped(tmp_path, env, capsys):
     bad = write_jsonl(tmp_path / "bad.jsonl", [record("a"), record("b", lang=None), record("c")])
-    assert main(["index", str(bad), "--index", str(env), "--quiet", "--skip-invalid"]) == 0
+    assert main(["index", str(bad), "--index", str(env), "--quiet", "--skip-invalid"]) == 3  # 1 of 3: the guard
+    assert "1 of 3 records are invalid (33%, more than max_skip_share 10%)" in capsys.readouterr().err
+    assert main(["index", str(bad), "--index", str(env), "--quiet", "--skip-invalid", "--allow-shrink"]) == 0
     captured = capsys.readouterr()
     assert "indexed 2 articles" in captured.out
     assert "skipped 1 invalid record(s)" in captured.err and f"{bad}:2" in captured.err

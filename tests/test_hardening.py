@@ -9,6 +9,7 @@ import pytest
 from conftest import record, write_jsonl
 
 from recommender.config import load_settings
+from recommender.corpus import FIELD_LIMITS
 from recommender.db import StateFileError, StateUnavailable, backup_state
 from recommender.editorial import EditorialStore
 from recommender.engine import Recommender
@@ -91,7 +92,7 @@ def test_an_over_long_field_is_refused_at_once_as_json(client, method, url, body
 
 
 def test_a_draft_at_every_bound_is_answered_quickly(client):
-    draft = {"title": "Hochwasser " * 90, "teaser": "Passau " * 700, "body": ("Donau Inn Passau. " * 60_000)[:980_000],
+    draft = {"title": "Hochwasser " * 90, "teaser": "Passau " * 700, "body": ("Donau Inn Passau. " * 60_000)[:FIELD_LIMITS["body"]],
              "filters": {"exclude": ["a1"] * 100, "lang": ["de"] * 100}}
     started = time.perf_counter()
     answer = client.post("/v1/related", json=draft)
@@ -113,7 +114,7 @@ def test_max_age_days_and_audit_limit_take_plain_numbers_only(client, value):
 def test_the_openapi_description_carries_the_bounds(client):
     spec = client.get("/openapi.json").get_json()
     draft = spec["components"]["schemas"]["Draft"]["properties"]
-    assert draft["title"]["maxLength"] == 1_000 and draft["body"]["maxLength"] == 1_000_000
+    assert draft["title"]["maxLength"] == 1_000 and draft["body"]["maxLength"] == FIELD_LIMITS["body"]
     assert draft["filters"]["properties"]["exclude"]["maxItems"] == 100
     related = spec["paths"]["/v1/articles/{article_id}/related"]["get"]
     assert related["parameters"][0]["schema"]["maxLength"] == 200 and "422" in related["responses"]

@@ -28,6 +28,7 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("RECOMMENDER_PROFILE", "use")  # one dense signal, so there is embedding progress
     monkeypatch.setenv("RECOMMENDER_CACHE_DIR", str(CACHE_DIR))
     monkeypatch.setenv("RECOMMENDER_STATE_DIR", "")
+    monkeypatch.setenv("RECOMMENDER_MAX_SKIP_SHARE", "0.5")  # 1 bad record of 4 is what these tests log
     return ["--index", str(tmp_path / "index"), "--skip-invalid"]
 
 
@@ -38,7 +39,7 @@ def test_plain_log_lines_when_stderr_is_not_a_terminal(corpus, env, capsys):
     assert all(line.startswith("recommender: ") for line in lines) and "\r" not in err  # no bar
     assert any(line.startswith("recommender: embedding (use): 3/3 articles, ") for line in lines)
     assert "recommender: embed done in " in err and "recommender: skipped 1 invalid record(s)" in err
-    assert "3 new, 0 changed, 0 unchanged, 0 deleted" in out and "indexed 3 articles" in out
+    assert "3 new, 0 changed, 0 metadata changed, 0 unchanged, 0 deleted (against the published index); read 1 file(s)" in out and "indexed 3 articles" in out
 
 
 def test_log_json_is_one_event_per_line_with_a_summary(corpus, env, capsys):

@@ -113,3 +113,19 @@ def test_live_articles_from_another_profile_are_skipped_not_fatal(tmp_path):
     engine.live.put(article_from_json(record("odd", body="Donau Passau.")), {"some-other-signal": np.ones(3)})
     engine.refresh()
     assert "odd" not in engine.snapshot.row_of and engine.related("flut-0").ids
+
+
+def test_a_stored_article_that_later_rules_would_refuse_still_loads(tmp_path):
+    """Rules made stricter after an article was received (languages, dates, bounds) must not lose it."""
+    from datetime import datetime, timezone
+
+    from recommender.corpus import Article
+    from recommender.live import LiveStore
+
+    old = Article(id="old-1", title="T" * 3_000, body="Text.", lang="xx",
+                  published_at=datetime(1, 1, 1, tzinfo=timezone.utc))
+    store = LiveStore(tmp_path / "live.sqlite")
+    store.put(old, {"tfidf": np.zeros(3, dtype=np.float32)})
+    store.close()
+    (loaded, vectors), = LiveStore(tmp_path / "live.sqlite").articles()[1]
+    assert loaded == old and set(vectors) == {"tfidf"}
