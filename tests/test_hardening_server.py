@@ -158,7 +158,7 @@ def test_writes_the_disk_refuses_answer_503_reads_go_on_and_nothing_acknowledged
     try:
         assert process.poll() is None, process.stderr.read()
         for n in range(30):
-            article = {k: v for k, v in record(f"big{n}", body=f"Donau {n} " * 40_000).items() if k != "id"}
+            article = {k: v for k, v in record(f"big{n}", body=f"Donau {n} " * 20_000).items() if k != "id"}
             status, _, data = call("PUT", f"{base}/v1/articles/big{n}", article)
             if status == 503:
                 assert data["error"] == "state_unavailable"
