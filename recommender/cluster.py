@@ -197,8 +197,8 @@ def _probe(address: str, seconds: float) -> None:
         raise ClusterError(f"cannot reach the Dask scheduler at {address} within {seconds:g}s "
                            f"({exc.__cause__ or exc})") from None
     except Exception as exc:  # whatever a foreign protocol makes the deserialiser raise, MemoryError included
-        raise ClusterError(f"cannot reach the Dask scheduler at {address}: the service there does not speak "
-                           f"Dask's protocol ({type(exc).__name__})") from None
+        raise ClusterError(f"cannot reach the Dask scheduler at {address}: the service there answers in another "
+                           "protocol (a web server, the scheduler's dashboard?)") from None
     kind = identity.get("type") if isinstance(identity, dict) else None
     if kind != "Scheduler":
         raise ClusterError(f"{address} is not a Dask scheduler (it says it is a {kind or 'something else'}); "
