@@ -36,7 +36,7 @@ pytestmark = pytest.mark.cluster_faults
 ARTICLES = 40  # the job's corpus; the published index holds the first 8 of them
 BATCH = 4
 GATE_PRELOAD = Path(__file__).with_name("cluster_gate.py")
-STALL = 8  # cluster_stall_timeout of the cases that end at it; batches of warm workers take well under 1 s
+STALL = 15  # cluster_stall_timeout of the cases that end at it; a batch of warm workers takes well under 1 s
 DEADLINE = 120  # seconds any job or condition may take before a test fails: generous for a loaded machine
 
 
@@ -267,6 +267,29 @@ def jobs():
         job.kill()
 
 
+# --- the address and the setting, without processes -----------------------------------------------------
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:8786", "tls://scheduler.example:8786", "127.0.0.1:8786",
+                                     "tcp://[::1]:8786"])
+def test_scheduler_addresses_are_accepted(address):
+    assert cluster_module.check_address(address) == address
+
+
+@pytest.mark.parametrize("address", ["http://127.0.0.1:8787/status", "https://h:1", "tcp://h", "tcp://h:99999",
+                                     "tcp://:8786", "inproc://h:1", "tcp://h:1/path", ""])
+def test_other_addresses_are_refused_with_the_expected_form(address):
+    with pytest.raises(cluster_module.ClusterAddressError, match="expected tcp://HOST:PORT"):
+        cluster_module.check_address(address)
+
+
+def test_the_stall_timeout_must_be_positive():
+    from recommender.config import ConfigError, load_settings
+
+    assert load_settings(environ={"RECOMMENDER_CLUSTER_STALL_TIMEOUT": "2.5"}).cluster_stall_timeout == 2.5
+    with pytest.raises(ConfigError, match="cluster_stall_timeout"):
+        load_settings(environ={"RECOMMENDER_CLUSTER_STALL_TIMEOUT": "0"})
+
+
 # --- faults at connect time -------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -398,3 +421,18 @@ def test_a_frozen_worker_s_batches_are_retried_on_another(setup, cluster_factory
     print(f"one worker frozen, worker-ttl 5s: rc {status} {seconds:.1f}s after the freeze")
     assert status == 0 and "error" not in err.lower(), err
     assert setup.current() != setup.published and setup.cached() == ARTICLES
+
+
+@pytest.mark.slow
+def test_a_worker_s_address_is_not_taken_for_the_scheduler_s(setup, cluster_factory, jobs):
+    from distributed import Client
+
+    cluster = cluster_factory(workers=1)
+    with Client(cluster.address, timeout=30, set_as_default=False) as client:
+        worker = next(iter(client.scheduler_info()["workers"]))
+    jobs.append(job := Job(setup, worker))
+    status, err, seconds = job.finish()
+    line = one_error_line(err)
+    print(f"a worker's address: rc {status} after {seconds:.1f}s: {line}")
+    assert status == 1 and "is not a Dask scheduler (it says it is a Worker)" in line
+    setup.assert_untouched()
