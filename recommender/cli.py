@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
 from . import joblog
-from .cluster import ClusterError
+from .cluster import ClusterAddressError, ClusterError
 from .config import ConfigError, Settings, load_settings, setting_docs
 from .corpus import CorpusError
 from .encoders import EncoderUnavailable
@@ -282,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with joblog.configured(args.log_mode):
         try:
             return COMMANDS[args.command](args)
-        except (UsageError, ConfigError, UnknownProfile) as exc:
+        except (UsageError, ConfigError, UnknownProfile, ClusterAddressError) as exc:
             parser.exit(_report_failure(args, f"error: {exc}", 2))
         except EXPECTED_ERRORS as exc:
             return _report_failure(args, f"error: {exc}", 1)

@@ -36,6 +36,11 @@ class Settings:
     cluster: str = _setting(
         "", "Dask scheduler address (tcp://host:8786) on whose workers the index job embeds; empty = this machine."
     )
+    cluster_stall_timeout: float = _setting(
+        600.0, "Seconds the index job waits on a cluster for the next batch to finish before it fails (workers "
+        "lost or frozen); longer than the scheduler's worker-ttl (5 minutes), so Dask first retries a frozen "
+        "worker's batches elsewhere."
+    )
     keep_snapshots: int = _setting(
         3, "Published index snapshots kept on disk (the newest is served), plus the newest of every other configuration."
     )
@@ -156,6 +161,8 @@ def _build(values: Mapping[str, Any]) -> Settings:
         raise ConfigError("setting 'vector_dtype' must be float16 or float32")
     if settings.ann_min_articles < 0:
         raise ConfigError("setting 'ann_min_articles' must not be negative")
+    if settings.cluster_stall_timeout <= 0:
+        raise ConfigError("setting 'cluster_stall_timeout' must be positive")
     if settings.recency_half_life_days <= 0:
         raise ConfigError("setting 'recency_half_life_days' must be positive")
     return settings

@@ -123,7 +123,8 @@ def _build(
         if settings.cluster:
             # Connect first: a wrong address should fail before minutes of reading a large corpus.
             with stage("connect"):
-                executor = resources.enter_context(dask_executor(settings.cluster))
+                executor = resources.enter_context(
+                    dask_executor(settings.cluster, stall_timeout=settings.cluster_stall_timeout))
         with stage("read"):
             for name in remove_unfinished(index_dir):
                 event("cleanup", f"removed the unfinished snapshot {name} of an interrupted run", snapshot=name)
