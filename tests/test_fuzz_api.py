@@ -114,7 +114,10 @@ def test_fuzz_every_operation_with_and_without_a_token(app):
     spec = app.test_client().get("/openapi.json").get_json()
     described = {f"{m.upper()} {path}" for path, ops in spec["paths"].items() for m in ops} - {"GET /openapi.json"}
     assert set(report.cases) == described and sum(report.cases.values()) > 1500  # every operation but the spec
-    assert {200, 201, 400, 401, 403, 404, 422} <= set(report.statuses)  # the fuzzer reached the handlers' checks
+    assert {200, 400, 401, 403, 404, 422} <= set(report.statuses)  # the fuzzer reached the handlers' checks
+    # A valid article PUT gets past every check: 201 for a new id, or 409 when the fuzzer had taken that id
+    # down before (a DELETE of the same generated id; which of the two comes first varies between runs).
+    assert {201, 409} & set(report.statuses)
 
 
 @pytest.mark.slow
