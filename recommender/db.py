@@ -62,6 +62,9 @@ def _create(path: Path, schema: str) -> None:
         os.link(temporary, path)  # fails if another process created it meanwhile: theirs is kept
     except FileExistsError:
         pass
+    except OSError:  # a file system without hard links: a rename, unless another process was first
+        if not path.exists():
+            os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
 
