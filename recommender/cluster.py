@@ -196,7 +196,7 @@ def _probe(address: str, seconds: float) -> None:
     except OSError as exc:  # distributed's timeout hides the reason (refused, unknown host): say it
         raise ClusterError(f"cannot reach the Dask scheduler at {address} within {seconds:g}s "
                            f"({exc.__cause__ or exc})") from None
-    except Exception as exc:  # whatever a foreign protocol makes the deserialiser raise, MemoryError included
+    except Exception:  # whatever a foreign protocol makes the deserialiser raise, MemoryError included
         raise ClusterError(f"cannot reach the Dask scheduler at {address}: the service there answers in another "
                            "protocol (a web server, the scheduler's dashboard?)") from None
     kind = identity.get("type") if isinstance(identity, dict) else None

@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 # Start-up is about two seconds; the deadline is for a machine whose other core is busy with a test suite.
 START_DEADLINE = 120.0
@@ -35,13 +36,14 @@ class ServerProcess:
     """`python -m recommender serve --port 0` in its own process group, output in a log file."""
 
     def __init__(self, index_dir: Path | str, log: Path, env: dict[str, str] | None = None,
-                 args: tuple[str, ...] = ()) -> None:
+                 args: tuple[str, ...] = (), preexec_fn: Callable[[], None] | None = None) -> None:
         self.log = Path(log)
         self.env = {**os.environ, **(env or {})}
         with open(self.log, "w") as output:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "recommender", "serve", "--index", str(index_dir), "--port", "0", *args],
-                stdout=output, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+                stdout=output, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+                preexec_fn=preexec_fn)
         self.base = ""
 
     @property

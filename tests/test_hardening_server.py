@@ -1,11 +1,7 @@
 """Issue 9 against the real server (`python -m recommender serve`, gunicorn, real files and signals): the
 embargo over time, over-long fields, state files that are not ours, writes the file system refuses."""
 import json
-import os
 import resource
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -13,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 from conftest import record, write_jsonl
-from test_server import free_port
+from servers import ServerProcess
 
 from recommender.config import load_settings
 from recommender.jobs import build_index
@@ -53,47 +49,29 @@ def index(tmp_path_factory):
     return settings.index_dir
 
 
-def launch(index_dir, state_dir, file_size_limit: int | None = None) -> tuple[str, subprocess.Popen]:
-    """Start the server in its own session; returns once /healthz answers, or with the process if it exited."""
-    port = free_port()
-    env = {**os.environ, "RECOMMENDER_PROFILE": "tfidf", "RECOMMENDER_CACHE_DIR": "",
-           "RECOMMENDER_STATE_DIR": str(state_dir), "RECOMMENDER_API_TOKEN": TOKEN,
-           "RECOMMENDER_WRITE_RATE_LIMIT": ""}
+def launch(index_dir, state_dir, file_size_limit: int | None = None) -> ServerProcess:
+    """Start the server in its own session; returns once it is ready, or once it exited (bad state files)."""
+    env = {"RECOMMENDER_PROFILE": "tfidf", "RECOMMENDER_CACHE_DIR": "", "RECOMMENDER_STATE_DIR": str(state_dir),
+           "RECOMMENDER_API_TOKEN": TOKEN, "RECOMMENDER_WRITE_RATE_LIMIT": ""}
 
     def limit_file_size() -> None:  # a full disk, for this process only: writes past the limit fail (EFBIG)
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "recommender", "serve", "--index", str(index_dir), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
-        preexec_fn=limit_file_size if file_size_limit else None)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            urllib.request.urlopen(base + "/healthz", timeout=2).close()
-            return base, process
-        except OSError:
-            time.sleep(0.1)
-    return base, process
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+    server = ServerProcess(index_dir, state_dir.parent / f"server-{state_dir.name}-{time.monotonic_ns()}.log", env,
+                           preexec_fn=limit_file_size if file_size_limit else None)
+    try:
+        server.wait_ready()
+    except AssertionError:
+        if server.process.poll() is None:
+            raise
+    return server
 
 
 @pytest.fixture
 def server(index, tmp_path):
-    base, process = launch(index, tmp_path / "state")
-    assert process.poll() is None, process.stderr.read()
-    yield base
-    stop(process)
+    with launch(index, tmp_path / "state") as process:
+        assert process.process.poll() is None, process.output()
+        yield process.base
 
 
 def related_ids(base: str, article_id: str) -> tuple[list[str], dict]:
@@ -141,22 +119,19 @@ def test_a_state_file_that_is_not_ours_stops_the_server_with_one_line(index, tmp
     state = tmp_path / "state"
     state.mkdir()
     (state / "editorial.sqlite").write_bytes(content)
-    _, process = launch(index, state)
-    try:
-        out, err = process.communicate(timeout=60)
-    finally:
-        stop(process)
-    assert process.returncode == 1 and "Traceback" not in err
+    with launch(index, state) as server:
+        server.process.wait(timeout=60)
+        err = server.output()
+    assert server.process.returncode == 1 and "Traceback" not in err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and str(state / "editorial.sqlite") in lines[0] and "move it away" in lines[0]
 
 
 def test_writes_the_disk_refuses_answer_503_reads_go_on_and_nothing_acknowledged_is_lost(index, tmp_path):
     state = tmp_path / "state"
-    base, process = launch(index, state, file_size_limit=2 * 1024 * 1024)
     acknowledged = []
-    try:
-        assert process.poll() is None, process.stderr.read()
+    with launch(index, state, file_size_limit=2 * 1024 * 1024) as server:
+        base = server.base
         for n in range(30):
             article = {k: v for k, v in record(f"big{n}", body=f"Donau {n} " * 20_000).items() if k != "id"}
             status, _, data = call("PUT", f"{base}/v1/articles/big{n}", article)
@@ -170,11 +145,6 @@ def test_writes_the_disk_refuses_answer_503_reads_go_on_and_nothing_acknowledged
         assert acknowledged  # some writes went through before the disk was full
         assert call("GET", f"{base}/v1/articles/a0/related")[0] == 200 and call("GET", f"{base}/readyz")[0] == 200
         assert call("GET", f"{base}/v1/audit")[0] == 200
-    finally:
-        stop(process)
-    base, process = launch(index, state)  # restarted with room on the disk
-    try:
+    with launch(index, state) as server:  # restarted with room on the disk
         for article_id in acknowledged:
-            assert call("GET", f"{base}/v1/articles/{article_id}/related")[0] == 200, article_id
-    finally:
-        stop(process)
+            assert call("GET", f"{server.base}/v1/articles/{article_id}/related")[0] == 200, article_id

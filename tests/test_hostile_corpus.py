@@ -3,7 +3,6 @@ of links and loops, exports that collapse, a profile swapped unasked, a damaged,
 Everything is generated here; the published index must be untouched whenever the job refuses."""
 import json
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
