@@ -76,6 +76,9 @@ class Settings:
     worker_connections: int = _setting(
         1000, "Open connections one worker holds at most (gevent): slow and idle clients each cost one, not a worker."
     )
+    request_read_timeout: float = _setting(
+        15.0, "Seconds a client has to send a whole request (headers and body) before the connection is dropped."
+    )
     worker_timeout: int = _setting(
         30, "Seconds a worker may go silent (stuck in one request) before gunicorn replaces it."
     )
@@ -155,6 +158,8 @@ def _build(values: Mapping[str, Any]) -> Settings:
         raise ConfigError("setting 'reload_interval' must not be negative")
     if settings.cache_max_age < 0:
         raise ConfigError("setting 'cache_max_age' must not be negative")
+    if not settings.request_read_timeout > 0:
+        raise ConfigError("setting 'request_read_timeout' must be positive")
     if settings.worker_class not in ("gevent", "sync"):
         raise ConfigError("setting 'worker_class' must be gevent or sync")
     if settings.vector_dtype not in ("float16", "float32"):

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from typing import Any
 
 from gunicorn import util
@@ -125,6 +126,35 @@ def _drain(client: socket.socket, limit: int = 1 << 20, seconds: float = 1.0) ->
         pass
 
 
+class DeadlineSocket:
+    """A client socket whose reads must be done within a deadline: a request arrives whole in time, or the
+    connection is dropped (gunicorn's NoMoreData: closed quietly, like a client that went away).
+
+    Keep-alive is off (see server.py), so without this gunicorn puts no time limit on reading a request and a
+    client sending a byte now and then would hold its connection for ever.
+    """
+
+    def __init__(self, sock: socket.socket, seconds: float) -> None:
+        self._sock = sock
+        self._until = time.monotonic() + seconds
+
+    def recv(self, size: int) -> bytes:
+        """Read like socket.recv, failing once the deadline has passed."""
+        left = self._until - time.monotonic()
+        if left <= 0:
+            raise http_errors.NoMoreData(b"")
+        self._sock.settimeout(left)
+        try:
+            return self._sock.recv(size)
+        except TimeoutError:
+            raise http_errors.NoMoreData(b"") from None
+        finally:
+            self._sock.settimeout(None)  # writing the answer has no such deadline
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 class GeventRecommenderWorker(_WorkerFixes, GeventWorker):
     """gunicorn's gevent worker (the default): slow or idle clients cost a greenlet each, not a whole worker.
 
@@ -132,9 +162,20 @@ class GeventRecommenderWorker(_WorkerFixes, GeventWorker):
     greenlets switch only while requests are read and answers written.
     """
 
+    read_timeout = 15.0  # set per server by worker_class()
+
+    def handle(self, listener: Any, client: Any, addr: Any) -> None:
+        """Serve one connection whose request must arrive within read_timeout seconds."""
+        client.setblocking(1)  # what GeventWorker.handle does before handing over to AsyncWorker.handle
+        super(GeventWorker, self).handle(listener, DeadlineSocket(client, self.read_timeout), addr)
+
 
 class SyncRecommenderWorker(_WorkerFixes, SyncWorker):
     """gunicorn's sync worker: one client at a time, for deployments behind a buffering proxy."""
 
 
-WORKER_CLASSES = {"gevent": GeventRecommenderWorker, "sync": SyncRecommenderWorker}
+def worker_class(name: str, read_timeout: float) -> type:
+    """The worker class of setting worker_class ('gevent' or 'sync'), gevent's with its request deadline."""
+    if name == "sync":
+        return SyncRecommenderWorker
+    return type("GeventRecommenderWorker", (GeventRecommenderWorker,), {"read_timeout": read_timeout})

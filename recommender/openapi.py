@@ -16,7 +16,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "bad parameter", 401: "no bearer token", 403: "wrong token, or writes disabled",
-            404: "unknown article (or an id no route matches)", 413: "body too large", 415: "not JSON",
+            404: "unknown article (or an id no route matches)", 408: "the body did not arrive within request_read_timeout",
+            413: "body too large", 415: "not JSON",
             409: "the article is taken down (PUT it with ?restore=true to publish it again)",
             422: "invalid article or override, or a field longer than its bound (too_long)", 429: "too many writes from this client (see Retry-After)",
             503: "not ready, or no state_dir for editors' decisions"}
@@ -77,7 +78,7 @@ def openapi_spec(max_k: int = 50) -> dict[str, Any]:
                     "summary": "Related stories of an article that is not in the index (a draft)",
                     "requestBody": {"required": True, "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/Draft"}}}},
-                    "responses": {"200": _json(related, "related stories"), **_errors(400, 413, 415, 422, 503)},
+                    "responses": {"200": _json(related, "related stories"), **_errors(400, 408, 413, 415, 422, 503)},
                 }
             },
             "/v1/articles/{article_id}/overrides": {
@@ -94,9 +95,9 @@ def openapi_spec(max_k: int = 50) -> dict[str, Any]:
                     ("get", "The editors' pins and blocks for this article's list, with their audit trail", None,
                      (401, 403, 404, 422, 503)),
                     ("put", "Pin a story at a position, block it from this list, or block it everywhere",
-                     {"$ref": "#/components/schemas/Override"}, (400, 401, 403, 404, 413, 415, 422, 429, 503)),
+                     {"$ref": "#/components/schemas/Override"}, (400, 401, 403, 404, 408, 413, 415, 422, 429, 503)),
                     ("delete", "Undo a pin or block", {"$ref": "#/components/schemas/Override"},
-                     (400, 401, 403, 404, 413, 415, 422, 429, 503)),
+                     (400, 401, 403, 404, 408, 413, 415, 422, 429, 503)),
                 )
             },
             "/v1/articles/{article_id}": {
@@ -108,7 +109,7 @@ def openapi_spec(max_k: int = 50) -> dict[str, Any]:
                     "requestBody": {"required": True, "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/Article"}}}},
                     "responses": {"201": _json({"type": "object"}, "created"), "200": _json({"type": "object"}, "updated"),
-                                  **_errors(400, 401, 403, 404, 409, 413, 415, 422, 429, 503)},
+                                  **_errors(400, 401, 403, 404, 409, 408, 413, 415, 422, 429, 503)},
                 },
                 "delete": {
                     "summary": "Take an article down: from the next request on it appears in no list",
@@ -117,7 +118,7 @@ def openapi_spec(max_k: int = 50) -> dict[str, Any]:
                     "requestBody": {"required": False, "content": {"application/json": {"schema": {
                         "type": "object", "properties": WHO_WHY}}}},
                     "responses": {"200": _json({"type": "object"}, "taken down"),
-                                  **_errors(400, 401, 403, 404, 413, 415, 422, 429, 503)},
+                                  **_errors(400, 401, 403, 404, 408, 413, 415, 422, 429, 503)},
                 }
             },
             "/v1/articles": {

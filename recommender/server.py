@@ -37,7 +37,7 @@ def _gunicorn(settings: Settings, app: Any, announce: Any) -> Any:
     """A gunicorn application serving app with the hooks and options of `recommender serve`."""
     from gunicorn.app.base import BaseApplication
 
-    from .gunicorn_worker import WORKER_CLASSES, SignalSafeArbiter, worker_exit
+    from .gunicorn_worker import SignalSafeArbiter, worker_class, worker_exit
 
     def when_ready(server: Any) -> None:
         port = server.LISTENERS[0].sock.getsockname()[1]
@@ -58,10 +58,14 @@ def _gunicorn(settings: Settings, app: Any, announce: Any) -> Any:
     options = {
         "bind": f"{settings.host}:{settings.port}",
         "workers": settings.workers,
-        "worker_class": WORKER_CLASSES[settings.worker_class],
+        "worker_class": worker_class(settings.worker_class, settings.request_read_timeout),
         "worker_connections": settings.worker_connections,
         # A stop lets running requests finish, but never waits long for idle or slow clients.
         "graceful_timeout": settings.graceful_timeout,
+        # No keep-alive: a kept-alive connection stays with the worker that accepted it, and gevent then served
+        # some of 8 busy connections after others for up to 1.6 s (wrk p99; p50 2.9 ms). One request per
+        # connection spreads them over the workers as the sync workers did (bench/http_load.py, same run).
+        "keepalive": 0,
         "timeout": settings.worker_timeout,
         "preload_app": True,
         # gunicorn >= 25's control socket is one path per user ($HOME/.gunicorn/gunicorn.ctl) that every

@@ -10,7 +10,7 @@ from functools import wraps
 from typing import Any, Callable, Mapping
 
 from flask import Flask, Response, g, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from .config import Settings, load_settings
 from .corpus import article_from_json
@@ -150,7 +150,11 @@ def _json_object() -> dict[str, Any]:
         raise ApiError(415, "unsupported_media_type", "send JSON (Content-Type: application/json)")
     # Parsed here, not by request.get_json: that one lets a deeply nested body raise RecursionError (a 500).
     try:
-        data = parse_json(request.get_data(cache=True))
+        raw = request.get_data(cache=True)
+    except (OSError, ClientDisconnected):  # the body did not arrive within request_read_timeout
+        raise ApiError(408, "request_timeout", "the request body did not arrive in time") from None
+    try:
+        data = parse_json(raw)
     except BadJson as exc:
         raise ApiError(400, "bad_json", str(exc)) from None
     if not isinstance(data, dict):

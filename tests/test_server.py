@@ -175,32 +175,46 @@ def test_reloads_and_dying_workers_never_break_the_others(tiny_index, tmp_path):
         assert "FileNotFoundError" not in server.output() and "Traceback" not in server.output()
 
 
-def test_slow_and_idle_clients_cannot_starve_the_service(server):
-    """16 clients sending their headers a byte at a time, 16 idle ones: everybody else is still answered.
+def test_slow_and_idle_clients_cannot_starve_the_service(tiny_index, tmp_path):
+    """16 clients sending their headers a byte at a time, 16 idle ones: everybody else is still answered, and
+    the slow ones are dropped once request_read_timeout has passed.
 
     With sync workers two such clients blocked every endpoint until gunicorn's 30 s timeout; the 50 ms figure
     is measured by bench/slow_clients.py, this test only proves nobody waits for the slow ones.
     """
-    slow = [socket.create_connection(("127.0.0.1", int(server.base.rsplit(":", 1)[1]))) for _ in range(32)]
-    try:
-        for connection in slow[:16]:
-            connection.sendall(b"GET /healthz HTTP/1.1\r\nHo")
-        for round_number in range(6):
+    index_dir, env = tiny_index
+    with ServerProcess(index_dir, tmp_path / "server.log", {**env, "RECOMMENDER_REQUEST_READ_TIMEOUT": "3"}) as server:
+        server.wait_ready()
+        port = int(server.base.rsplit(":", 1)[1])
+        slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
+        try:
             for connection in slow[:16]:
-                try:
-                    connection.sendall(b"s")  # one more byte of the header, never the end of it
-                except OSError:  # the server gives a header 2 s (its keep-alive timeout), then hangs up
-                    pass
-            for path in ("/healthz", "/v1/articles/a0/related?k=2"):
-                started = time.monotonic()
-                assert get(server.base + path, timeout=10)[0] == 200
-                assert time.monotonic() - started < 2.0, f"{path} waited behind slow clients"
-            time.sleep(0.2)
-        assert hung_up_on(slow) == 32  # unfinished headers and silence are cut off, not kept for ever
-    finally:
-        for connection in slow:
-            connection.close()
-    assert server.stop() < 5
+                connection.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+            for round_number in range(6):
+                for connection in slow[:16]:
+                    try:
+                        connection.sendall(b"s")  # one more byte of the header, never the end of it
+                    except OSError:  # already dropped by the server
+                        pass
+                for path in ("/healthz", "/v1/articles/a0/related?k=2"):
+                    started = time.monotonic()
+                    assert get(server.base + path, timeout=10)[0] == 200
+                    assert time.monotonic() - started < 2.0, f"{path} waited behind slow clients"
+                time.sleep(0.2)
+            assert hung_up_on(slow) == 32  # unfinished headers and silence are cut off, not kept for ever
+        finally:
+            for connection in slow:
+                connection.close()
+        assert server.stop() < 5
+
+
+def test_a_body_that_does_not_arrive_in_time_is_a_408(tiny_index, tmp_path):
+    index_dir, env = tiny_index
+    with ServerProcess(index_dir, tmp_path / "server.log", {**env, "RECOMMENDER_REQUEST_READ_TIMEOUT": "2"}) as server:
+        server.wait_ready()
+        status, headers, body = raw_request(server.base, b"POST /v1/related HTTP/1.1\r\nHost: a\r\n"
+                                            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        assert status.split()[1] == "408" and json.loads(body)["error"] == "request_timeout"
 
 
 def hung_up_on(connections: list[socket.socket], seconds: float = 15) -> int:
