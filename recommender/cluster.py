@@ -239,6 +239,8 @@ def _quiet_dask_logs() -> Iterator[None]:
     finally:
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)
+
+
 # On a worker: encoders by configuration, so each model is loaded once per worker process, not per batch.
 _worker_encoders: dict[str, DenseEncoder] = {}
 _worker_lock = threading.Lock()

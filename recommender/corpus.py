@@ -344,11 +344,6 @@ def _walk(root: Path, seen: set[str], notes: list[str]) -> list[Path]:
     return [path for path in sorted(found) if _first_visit(path, seen, notes)]
 
 
-def corpus_files(paths: Iterable[str | Path]) -> list[Path]:
-    """The JSON Lines / JSON files named by paths (folders are searched recursively, links followed, sorted)."""
-    return find_corpus_files(paths)[0]
-
-
 def load_corpus(paths: Iterable[str | Path], skip_invalid: bool = False, limits: ReadLimits | None = None) -> LoadResult:
     """Read and validate every article; bad records raise CorpusError unless skip_invalid is set.
 

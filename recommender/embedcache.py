@@ -43,8 +43,7 @@ class EmbeddingCache:
             try:
                 self._db = self._open()
             except sqlite3.DatabaseError as exc:
-                if _disk_full(exc):
-                    raise CacheFull(errno.ENOSPC, f"embedding cache {self.path}: the disk is full ({exc})") from None
+                self._raise_if_full(exc)
                 if "not a database" in str(exc) or "malformed" in str(exc):
                     self._move_aside(exc)
                 else:
@@ -79,6 +78,10 @@ class EmbeddingCache:
         _warn(f"embedding cache {self.path} was damaged ({problem}): moved aside to {aside.name}, starting empty",
               aside=str(aside))
 
+    def _raise_if_full(self, exc: sqlite3.DatabaseError) -> None:
+        if "full" in str(exc):  # SQLITE_FULL: "database or disk is full"
+            raise CacheFull(errno.ENOSPC, f"embedding cache {self.path}: the disk is full ({exc})") from None
+
     def _bypass(self, why: str) -> None:
         self.bypassed, self._db = True, None
         _warn(f"embedding cache {self.path} {why}: embedding without it")
@@ -108,8 +111,7 @@ class EmbeddingCache:
             with db:
                 db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", rows)
         except sqlite3.DatabaseError as exc:
-            if _disk_full(exc):
-                raise CacheFull(errno.ENOSPC, f"embedding cache {self.path}: the disk is full ({exc})") from None
+            self._raise_if_full(exc)
             self.close()
             self._bypass(f"cannot be written ({exc})")
 
@@ -118,10 +120,6 @@ class EmbeddingCache:
         if self._db is not None:
             self._db.close()
             self._db = None
-
-
-def _disk_full(exc: Exception) -> bool:
-    return "full" in str(exc)
 
 
 def _warn(message: str, **fields: Any) -> None:

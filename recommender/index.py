@@ -206,19 +206,21 @@ def _digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def descriptive_metadata(article: Article) -> dict[str, Any]:
+    """What a snapshot keeps of an article beside its text and language: a change here changes no vector."""
+    return {"url": article.url, "published_at": article.published_at.isoformat(), "section": article.section,
+            "tags": list(article.tags), "author": article.author}
+
+
 def article_metadata(article: Article) -> dict[str, Any]:
     """What a snapshot keeps of an article besides its vectors (no body; a teaser always)."""
     return {
         "id": article.id,
-        "url": article.url,
         "title": article.title,
         "teaser": article.teaser or make_teaser(article.body),
         "teaser_generated": not article.teaser,
-        "published_at": article.published_at.isoformat(),
-        "section": article.section,
         "lang": article.lang,
-        "tags": list(article.tags),
-        "author": article.author,
+        **descriptive_metadata(article),
         "content_hash": article.content_hash(),
     }
 

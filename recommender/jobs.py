@@ -20,6 +20,7 @@ from .index import (
     IndexProblem,
     SignalArrays,
     Snapshot,
+    descriptive_metadata,
     load_snapshot,
     new_snapshot_dir,
     profile_fingerprint,
@@ -180,11 +181,9 @@ def _published(index_dir: str | Path) -> Snapshot | None:
         return None
 
 
-def compare_with_published(published: Snapshot | str | Path | None, articles: Sequence[Article]) -> dict[str, int]:
+def compare_with_published(published: Snapshot | None, articles: Sequence[Article]) -> dict[str, int]:
     """How the corpus differs from the published snapshot: new, changed (text), metadata changed (section,
     date, URL, tags, author), unchanged and deleted articles."""
-    if isinstance(published, (str, Path)):
-        published = _published(published)
     # Only the hash and a digest of the metadata per id: a million published rows must not be held as dicts.
     previous = ({a["id"]: (a["content_hash"], _digest({k: a.get(k) for k in _METADATA})) for a in published.articles}
                 if published is not None else {})
@@ -195,7 +194,7 @@ def compare_with_published(published: Snapshot | str | Path | None, articles: Se
             counts["new"] += 1
         elif stored[0] != article.content_hash():
             counts["changed"] += 1
-        elif stored[1] != _digest(_metadata(article)):
+        elif stored[1] != _digest(descriptive_metadata(article)):
             counts["metadata_changed"] += 1
         else:
             counts["unchanged"] += 1
@@ -203,17 +202,11 @@ def compare_with_published(published: Snapshot | str | Path | None, articles: Se
     return counts
 
 
-_METADATA = ("url", "published_at", "section", "tags", "author")
-
-
-def _metadata(article: Article) -> dict[str, object]:
-    """What a snapshot stores of an article beside its text (as index.article_metadata writes it)."""
-    return {"url": article.url, "published_at": article.published_at.isoformat(), "section": article.section,
-            "tags": list(article.tags), "author": article.author}
+_METADATA = ("url", "published_at", "section", "tags", "author")  # the keys of index.descriptive_metadata
 
 
 def _digest(values: dict[str, object]) -> str:
-    return hashlib.blake2b(json.dumps(values, ensure_ascii=False).encode("utf-8"), digest_size=16).hexdigest()
+    return hashlib.blake2b(json.dumps(values, ensure_ascii=False, sort_keys=True).encode("utf-8"), digest_size=16).hexdigest()
 
 
 def check_guards(published: Snapshot | None, loaded: LoadResult, changes: dict[str, int], settings: Settings,

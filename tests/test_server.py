@@ -14,13 +14,6 @@ from recommender.config import load_settings
 from recommender.jobs import build_index
 
 
-def free_port() -> int:
-    """A port free at this moment (for tests that need one before a server exists)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def tiny_index(tmp_path):
     """A 4-article tfidf index and the environment a server over it needs: (index_dir, env)."""
