@@ -1,4 +1,4 @@
 """WSGI entry point: `gunicorn api:app` or `flask --app api run`."""
-from recommender.service import create_app
+from recommender.serve.app import create_app
 
 app = create_app()

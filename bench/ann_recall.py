@@ -27,10 +27,14 @@ sys.path.insert(0, str(REPO))
 
 from recommender.config import load_settings  # noqa: E402
 from recommender.engine import Recommender, signal_encoder  # noqa: E402
-from recommender.evaluate import load_dataset  # noqa: E402
-from recommender.index import load_snapshot, new_snapshot_dir, write_snapshot  # noqa: E402
-from recommender.neighbours import SearchLayout, build_graph, search_graphs  # noqa: E402
-from recommender.profiles import get_profile  # noqa: E402
+from recommender.index.graph import SearchLayout, build_graph, search_graphs  # noqa: E402
+from recommender.index.snapshot import (  # noqa: E402
+    load_snapshot,
+    new_snapshot_dir,
+    write_snapshot,
+)
+from recommender.ingest.profiles import get_profile  # noqa: E402
+from recommender.rank.evaluate import load_dataset  # noqa: E402
 
 
 def exact_top(vectors: np.ndarray, k: int) -> np.ndarray:

@@ -19,11 +19,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from recommender.config import load_settings  # noqa: E402
-from recommender.corpus import load_corpus  # noqa: E402
-from recommender.encoders import make_dense_encoder  # noqa: E402
-from recommender.jobs import build_index  # noqa: E402
-from recommender.profiles import get_profile  # noqa: E402
-from recommender.textprep import prepare_chunks  # noqa: E402
+from recommender.embed.encoders import make_dense_encoder  # noqa: E402
+from recommender.ingest.corpus import load_corpus  # noqa: E402
+from recommender.ingest.profiles import get_profile  # noqa: E402
+from recommender.ingest.textprep import prepare_chunks  # noqa: E402
+from recommender.jobs.index_job import build_index  # noqa: E402
 
 
 def best_rate(n: int, run, repeat: int) -> float:

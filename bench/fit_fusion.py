@@ -23,8 +23,13 @@ sys.path.insert(0, str(REPO))
 
 from recommender.config import load_settings  # noqa: E402
 from recommender.engine import signal_encoder  # noqa: E402
-from recommender.evaluate import full_similarities, label_metrics, load_dataset, pair_similarities  # noqa: E402
-from recommender.profiles import get_profile  # noqa: E402
+from recommender.ingest.profiles import get_profile  # noqa: E402
+from recommender.rank.evaluate import (  # noqa: E402
+    full_similarities,
+    label_metrics,
+    load_dataset,
+    pair_similarities,
+)
 
 
 def main() -> None:

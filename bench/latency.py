@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from recommender.config import load_settings  # noqa: E402
 from recommender.engine import Recommender  # noqa: E402
-from recommender.ranking import Filters  # noqa: E402
+from recommender.rank.ranking import Filters  # noqa: E402
 
 FILTERS = Filters(langs=("de",), max_age_days=365.0)
 

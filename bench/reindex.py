@@ -37,11 +37,11 @@ from typing import Any, Sequence
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from recommender.corpus import Article  # noqa: E402
-from recommender.encoders import DenseEncoder, make_dense_encoder  # noqa: E402
-from recommender.evaluate import load_dataset  # noqa: E402
-from recommender.profiles import Profile, SignalSpec, get_profile  # noqa: E402
-from recommender.textprep import prepare_chunks  # noqa: E402
+from recommender.embed.encoders import DenseEncoder, make_dense_encoder  # noqa: E402
+from recommender.ingest.corpus import Article  # noqa: E402
+from recommender.ingest.profiles import Profile, SignalSpec, get_profile  # noqa: E402
+from recommender.ingest.textprep import prepare_chunks  # noqa: E402
+from recommender.rank.evaluate import load_dataset  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 DEFAULT_DATA = [str(DATA / "10kgnad-test"), str(DATA / "bbc-news")]
@@ -131,8 +131,8 @@ def job_environment(name: str, threads: int, tmp: Path) -> dict[str, str]:
 def startup_seconds(name: str, env: dict[str, str]) -> float:
     """Wall seconds of a fresh process that imports the command line and loads the profile's models: the
     fixed cost every `recommender index` run pays before it embeds anything."""
-    code = ("import sys; from recommender import cli; from recommender.encoders import make_dense_encoder; "
-            "from recommender.profiles import get_profile; "
+    code = ("import sys; from recommender import cli; from recommender.embed.encoders import make_dense_encoder; "
+            "from recommender.ingest.profiles import get_profile; "
             f"[make_dense_encoder(s.kind, threads=int(sys.argv[1])).encode(['warm']) for s in get_profile({name!r}).dense]")
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", code, env["RECOMMENDER_THREADS"]], env=env, check=True,

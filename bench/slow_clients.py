@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from recommender.index import load_snapshot  # noqa: E402
+from recommender.index.snapshot import load_snapshot  # noqa: E402
 
 
 def start_server(index: str, env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:

@@ -20,12 +20,17 @@ from scipy import sparse
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from recommender.corpus import Article  # noqa: E402
-from recommender.encoders import TfidfModel  # noqa: E402
-from recommender.index import SignalArrays, new_snapshot_dir, publish, write_snapshot  # noqa: E402
-from recommender.neighbours import SearchLayout  # noqa: E402
-from recommender.profiles import get_profile  # noqa: E402
-from recommender.signals import SignalEncoder  # noqa: E402
+from recommender.embed.encoders import TfidfModel  # noqa: E402
+from recommender.embed.signals import SignalEncoder  # noqa: E402
+from recommender.embed.vectors import SignalArrays
+from recommender.index.graph import SearchLayout  # noqa: E402
+from recommender.index.snapshot import (  # noqa: E402
+    new_snapshot_dir,
+    publish,
+    write_snapshot,
+)
+from recommender.ingest.corpus import Article  # noqa: E402
+from recommender.ingest.profiles import get_profile  # noqa: E402
 from recommender.stages import StageClock  # noqa: E402
 
 SECTIONS = {"de": ["Politik", "Wirtschaft", "Sport", "Kultur", "Wissen", "Panorama", "Digital"],

@@ -22,9 +22,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from recommender.config import load_settings  # noqa: E402
-from recommender.corpus import FIELD_LIMITS  # noqa: E402
-from recommender.jobs import build_index  # noqa: E402
-from recommender.service import create_app  # noqa: E402
+from recommender.ingest.corpus import FIELD_LIMITS  # noqa: E402
+from recommender.jobs.index_job import build_index  # noqa: E402
+from recommender.serve.app import create_app  # noqa: E402
 
 
 def shapes(body_chars: int) -> dict[str, dict]:

@@ -9,17 +9,18 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
-from . import joblog
-from .cluster import ClusterAddressError, ClusterError
 from .config import ConfigError, Settings, load_settings, setting_docs
-from .corpus import CorpusError
-from .encoders import EncoderUnavailable
+from .embed.cluster import ClusterAddressError, ClusterError
+from .embed.encoders import EncoderUnavailable
 from .engine import Recommender, UnknownArticle
-from .evaluate import DatasetError
-from .index import IndexProblem
+from .index.snapshot import IndexProblem
+from .ingest.corpus import CorpusError
+from .ingest.profiles import BASELINES, PROFILES, UnknownProfile, get_profile
+from .jobs import joblog
 from .payloads import related_json
-from .profiles import BASELINES, PROFILES, UnknownProfile, get_profile
-from .ranking import Filters
+from .progress import event
+from .rank.evaluate import DatasetError
+from .rank.ranking import Filters
 
 # Errors a user can cause and fix; they get one line, not a traceback. OSError covers unreadable corpus
 # files, a full disk or a read-only index directory.
@@ -110,12 +111,12 @@ EXIT_REFUSED = 3
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from .jobs import Guards, PublishRefused, build_index
+    from .jobs.index_job import Guards, PublishRefused, build_index
 
     mode = args.log_mode
     settings = _settings(args)
     get_profile(settings.profile)
-    joblog.event("start", f"indexing {', '.join(args.corpus)} into {settings.index_dir} with profile "
+    event("start", f"indexing {', '.join(args.corpus)} into {settings.index_dir} with profile "
                  f"'{settings.profile}'" + (f" on the cluster {settings.cluster}" if settings.cluster else ""),
                  corpus=args.corpus, index_dir=settings.index_dir, profile=settings.profile,
                  cluster=settings.cluster or None)
@@ -126,16 +127,16 @@ def cmd_index(args: argparse.Namespace) -> int:
     except PublishRefused as exc:
         return _report_failure(args, f"error: refusing to publish: {exc}", EXIT_REFUSED)
     for problem in summary.skipped:
-        joblog.event("skipped", f"skipped {problem}", logging.WARNING, problem=str(problem))
+        event("skipped", f"skipped {problem}", logging.WARNING, problem=str(problem))
     if summary.skipped:
-        joblog.event("skipped", f"skipped {len(summary.skipped)} invalid record(s)", logging.WARNING,
+        event("skipped", f"skipped {len(summary.skipped)} invalid record(s)", logging.WARNING,
                      count=len(summary.skipped))
     stages = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in summary.seconds.items())
     changes = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in summary.changes.items())
     done = (f"indexed {summary.articles} articles ({summary.articles_per_second:.1f} articles/s; {stages}) "
             f"with profile '{settings.profile}' into {summary.snapshot}")
     if mode == "json":
-        joblog.event("summary", done, articles=summary.articles, **summary.changes,
+        event("summary", done, articles=summary.articles, **summary.changes,
                      skipped_invalid=len(summary.skipped), seconds={k: round(v, 3) for k, v in summary.seconds.items()},
                      articles_per_second=round(summary.articles_per_second, 2), profile=settings.profile,
                      snapshot=str(summary.snapshot), files_read=len(summary.files), files=summary.files)
@@ -190,8 +191,8 @@ def cmd_related(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .gunicorn_worker import exit_without_teardown
-    from .server import serve
+    from .serve.gunicorn_worker import exit_without_teardown
+    from .serve.server import serve
 
     settings = _settings(args)
     try:
@@ -217,7 +218,7 @@ def cmd_backup_state(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .engine import signal_encoder
-    from .evaluate import evaluate, load_dataset, union_profile
+    from .rank.evaluate import evaluate, load_dataset, union_profile
 
     settings = _settings(args)
     profile = get_profile(settings.profile)
@@ -295,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _report_failure(args: argparse.Namespace, message: str, status: int) -> int:
     """One line on stderr (a JSON `error` event under --log-json, where usage errors also get one)."""
     if getattr(args, "log_json", False):
-        joblog.event("error", message.removeprefix("error: "), logging.ERROR, exit_code=status)
+        event("error", message.removeprefix("error: "), logging.ERROR, exit_code=status)
     else:
         print(f"recommender: {message}", file=sys.stderr)
     return status

@@ -11,29 +11,29 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .config import Settings
-from .corpus import Article
-from .editorial import EditorialStore, Rules
-from .embedcache import EmbeddingCache
-from .index import (
+from .embed.cache import EmbeddingCache
+from .embed.signals import RawText, SignalEncoder
+from .embed.vectors import QueryVectors
+from .index.graph import search_graphs
+from .index.live import LiveStore, live_view
+from .index.snapshot import (
     IndexProblem,
     Snapshot,
     load_snapshot,
     profile_fingerprint,
     resolve_snapshot,
 )
-from .live import LiveStore, live_view
-from .neighbours import search_graphs
-from .profiles import Profile, get_profile
-from .ranking import (
+from .ingest.corpus import Article
+from .ingest.profiles import Profile, get_profile
+from .rank.editorial import EditorialStore, Rules
+from .rank.ranking import (
     Filters,
-    QueryVectors,
     RankOptions,
     Related,
     allowed_rows,
     query_from_row,
     rank,
 )
-from .signals import RawText, SignalEncoder
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .engine import Recommender
-from .ranking import Related
+from .rank.ranking import Related
 
 
 def related_json(engine: Recommender, article_id: str | None, related: Related) -> dict[str, Any]:

@@ -3,14 +3,14 @@ middle of a job, and logs how many texts each batch embedded so that a test can 
 
 CLUSTER_FAULTS_GATE names a folder: the first CLUSTER_FAULTS_GATE_PASSES batches the workers start (over
 all workers: each takes a `pass-<n>` ticket file) run; the others wait (leaving a `held-<pid>-<batch>`
-marker) until a file `open` appears there. Every finished batch appends its size to `embedded.log`. Tasks name `recommender.cluster.encode_batch` by reference, so patching the module here
+marker) until a file `open` appears there. Every finished batch appends its size to `embedded.log`. Tasks name `recommender.embed.cluster.encode_batch` by reference, so patching the module here
 changes what this worker runs and nothing else.
 """
 import os
 import time
 from pathlib import Path
 
-from recommender import cluster
+from recommender.embed import cluster
 
 GATE = Path(os.environ["CLUSTER_FAULTS_GATE"])
 PASSES = int(os.environ.get("CLUSTER_FAULTS_GATE_PASSES", "2"))

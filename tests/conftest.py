@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from recommender.config import load_settings
-from recommender.corpus import Article
+from recommender.ingest.corpus import Article
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "corpus"
@@ -54,7 +54,7 @@ def settings(tmp_path):
 @pytest.fixture(scope="session")
 def corpus_index(tmp_path_factory):
     """The sample corpus indexed once per session with the default profile: (settings, index_dir)."""
-    from recommender.jobs import build_index
+    from recommender.jobs.index_job import build_index
 
     index_dir = tmp_path_factory.mktemp("corpus-index") / "index"
     settings = load_settings(environ={}, index_dir=str(index_dir), cache_dir=str(CACHE_DIR),

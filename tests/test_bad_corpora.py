@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recommender.cli import main
-from recommender.corpus import MAX_BODY_CHARS, load_corpus
-from recommender.index import load_snapshot
+from recommender.index.snapshot import load_snapshot
+from recommender.ingest.corpus import MAX_BODY_CHARS, load_corpus
 
 GOOD = [record(f"ok-{i}", title=f"Donau {i}", body=f"Die Donau in Passau, Teil {i}.") for i in range(3)]
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from conftest import CORPUS, REPO
 
-from recommender import cluster
 from recommender.cli import main
 from recommender.config import load_settings
-from recommender.encoders.use import UseEncoder
+from recommender.embed import cluster
+from recommender.embed.encoders.use import UseEncoder
 from recommender.engine import Recommender
-from recommender.index import load_snapshot
+from recommender.index.snapshot import load_snapshot
 
 BIN = Path(sys.executable).parent
 ARTICLES = 48  # a slice of corpus/: several batches per worker, embedded in seconds with USE

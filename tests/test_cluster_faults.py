@@ -28,8 +28,8 @@ import pytest
 from conftest import CORPUS, REPO
 from test_cluster import BIN, free_port, wait_for, workers_of
 
-from recommender import cluster as cluster_module
-from recommender.encoders import make_dense_encoder
+from recommender.embed import cluster as cluster_module
+from recommender.embed.encoders import make_dense_encoder
 
 pytestmark = pytest.mark.cluster_faults
 

@@ -8,8 +8,8 @@ import pytest
 from conftest import record, write_jsonl
 
 from recommender.config import load_settings
-from recommender.jobs import build_index
-from recommender.service import create_app
+from recommender.jobs.index_job import build_index
+from recommender.serve.app import create_app
 
 TOKEN = "two-editors"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -3,7 +3,7 @@ import json
 import pytest
 from conftest import record, write_jsonl
 
-from recommender.corpus import CorpusError, load_corpus
+from recommender.ingest.corpus import CorpusError, load_corpus
 
 
 def test_reads_json_lines_and_a_folder_of_json_files(tmp_path):
@@ -82,7 +82,7 @@ def test_missing_paths_and_empty_folders_fail(tmp_path):
 
 
 def test_content_hash_changes_with_text_not_with_url():
-    from recommender.corpus import article_from_json
+    from recommender.ingest.corpus import article_from_json
 
     a = article_from_json(record("a"))
     assert a.content_hash() == article_from_json(record("a", url="https://other.test/a")).content_hash()

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from servers import ServerProcess
 
-from recommender.corpus import FIELD_LIMITS
+from recommender.ingest.corpus import FIELD_LIMITS
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

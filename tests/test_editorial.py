@@ -2,7 +2,7 @@ import threading
 
 import pytest
 
-from recommender.editorial import EditorialStore
+from recommender.rank.editorial import EditorialStore
 
 
 @pytest.fixture

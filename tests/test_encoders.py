@@ -3,8 +3,13 @@ import sys
 import numpy as np
 import pytest
 
-from recommender.embedcache import EmbeddingCache, cache_key, encode_cached
-from recommender.encoders import DenseEncoder, EncoderUnavailable, TfidfModel, make_dense_encoder
+from recommender.embed.cache import EmbeddingCache, cache_key, encode_cached
+from recommender.embed.encoders import (
+    DenseEncoder,
+    EncoderUnavailable,
+    TfidfModel,
+    make_dense_encoder,
+)
 
 
 class CountingEncoder(DenseEncoder):

@@ -4,11 +4,11 @@ from collections import Counter
 import pytest
 from conftest import CORPUS
 
-from recommender.corpus import load_corpus
+from recommender.embed.signals import RawText
 from recommender.engine import Recommender, UnknownArticle
-from recommender.index import IndexMismatch, load_snapshot
-from recommender.ranking import Filters
-from recommender.signals import RawText
+from recommender.index.snapshot import IndexMismatch, load_snapshot
+from recommender.ingest.corpus import load_corpus
+from recommender.rank.ranking import Filters
 
 # Share of an article's top list that comes from its own story, averaged over every article of every story.
 # The list is as long as the story allows (at most 5; a story of 4 has 3 other articles). Measured with the

@@ -3,9 +3,16 @@ import json
 import numpy as np
 import pytest
 
-from recommender.evaluate import Dataset, DatasetError, evaluate, label_metrics, load_dataset, union_profile
-from recommender.profiles import get_profile
-from recommender.signals import SignalEncoder
+from recommender.embed.signals import SignalEncoder
+from recommender.ingest.profiles import get_profile
+from recommender.rank.evaluate import (
+    Dataset,
+    DatasetError,
+    evaluate,
+    label_metrics,
+    load_dataset,
+    union_profile,
+)
 
 ARTICLES = [
     {"id": "1", "title": "Erdbeben in Japan", "text": "Ein starkes Erdbeben erschüttert Tokio und Yokohama.", "lang": "de", "cluster": "quake", "topic": "t1"},

@@ -20,7 +20,7 @@ import pytest
 from conftest import record, write_jsonl
 from servers import ServerProcess
 
-from recommender.index import load_snapshot
+from recommender.index.snapshot import load_snapshot
 
 TOKEN = "fault-token-5b2e"
 WRK = shutil.which("wrk")

@@ -9,12 +9,12 @@ import pytest
 from conftest import record, write_jsonl
 
 from recommender.config import load_settings
-from recommender.corpus import FIELD_LIMITS
 from recommender.db import StateFileError, StateUnavailable, backup_state
-from recommender.editorial import EditorialStore
 from recommender.engine import Recommender
-from recommender.jobs import build_index
-from recommender.service import create_app
+from recommender.ingest.corpus import FIELD_LIMITS
+from recommender.jobs.index_job import build_index
+from recommender.rank.editorial import EditorialStore
+from recommender.serve.app import create_app
 
 TOKEN = "hardening-token-5e1"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -191,7 +191,7 @@ def test_the_embargo_holds_on_precomputed_candidate_lists_of_a_large_index(tmp_p
     from test_search_scale import NOW as SCALE_NOW
     from test_search_scale import engine_over, story_articles
 
-    from recommender.neighbours import SearchLayout
+    from recommender.index.graph import SearchLayout
 
     articles, vectors = story_articles(np.random.default_rng(7))
     settings = load_settings(environ={}, state_dir="", cache_dir="", candidates=30)
@@ -309,9 +309,9 @@ def test_backup_state_copies_consistently_while_open(client, settings, tmp_path,
 
 
 def test_what_every_encoder_reads_is_bounded_whatever_the_article_holds():
-    from recommender.profiles import PROFILES
-    from recommender.signals import RawText
-    from recommender.textprep import TEASER_CHARS, TITLE_CHARS, prepare_chunks
+    from recommender.embed.signals import RawText
+    from recommender.ingest.profiles import PROFILES
+    from recommender.ingest.textprep import TEASER_CHARS, TITLE_CHARS, prepare_chunks
 
     draft = RawText("東" * 1_000, "語" * 1_000_000, "京" * 5_000)
     for profile in PROFILES.values():

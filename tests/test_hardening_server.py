@@ -12,7 +12,7 @@ from conftest import record, write_jsonl
 from servers import ServerProcess
 
 from recommender.config import load_settings
-from recommender.jobs import build_index
+from recommender.jobs.index_job import build_index
 
 TOKEN = "server-hardening-token"
 BODY = "Die Donau tritt in Passau über die Ufer, Helfer füllen Sandsäcke am Inn."

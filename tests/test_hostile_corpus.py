@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from conftest import REPO, record, write_jsonl
 
-from recommender import jobs
 from recommender.cli import EXIT_REFUSED, main
 from recommender.config import load_settings
-from recommender.corpus import FIELD_LIMITS, MAX_BODY_CHARS, load_corpus
-from recommender.embedcache import EmbeddingCache
-from recommender.index import load_snapshot
+from recommender.embed.cache import EmbeddingCache
+from recommender.index.snapshot import load_snapshot
+from recommender.ingest.corpus import FIELD_LIMITS, MAX_BODY_CHARS, load_corpus
+from recommender.jobs import index_job as jobs
 
 
 def line(value) -> bytes:
@@ -69,7 +69,7 @@ def test_a_scheduled_story_is_fine_an_absurd_date_and_dates_past_the_setting_are
     path = write_jsonl(tmp_path / "d.jsonl", [record("t", published_at=tomorrow), record("m", published_at=in_a_month),
                                               record("old", published_at="1799-12-31T23:00:00+00:00"),
                                               record("hist", published_at="1800-01-01T00:00:00+00:00")])
-    from recommender.corpus import ReadLimits
+    from recommender.ingest.corpus import ReadLimits
 
     result = load_corpus([path], skip_invalid=True, limits=ReadLimits(max_future_days=7))
     assert [a.id for a in result.articles] == ["t", "hist"]
@@ -255,8 +255,8 @@ def test_an_unwritable_cache_is_bypassed_and_a_full_one_fails_the_job_clearly(tm
 
 
 def test_resumed_progress_never_overshoots_when_texts_repeat(tmp_path):
-    from recommender.embedcache import encode_cached
-    from recommender.encoders.base import DenseEncoder
+    from recommender.embed.cache import encode_cached
+    from recommender.embed.encoders.base import DenseEncoder
 
     class Fake(DenseEncoder):
         dim = 2
@@ -319,9 +319,9 @@ def test_bounded_text_preparation_reads_real_bodies_as_before(monkeypatch):
     """Reading only a bounded start (and end) of the body changes nothing for real text: caches stay valid."""
     import random
 
-    from recommender import textprep
-    from recommender.profiles import PROFILES
-    from recommender.signals import RawText
+    from recommender.embed.signals import RawText
+    from recommender.ingest import textprep
+    from recommender.ingest.profiles import PROFILES
 
     words = "Die Donau tritt in Passau über die Ufer. Helfer füllen\nSandsäcke,  der Pegel steigt! Was nun?".split(" ")
     rng = random.Random(7)

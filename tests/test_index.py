@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 from conftest import make_article, unit_rows
 
-from recommender.encoders import TfidfModel
-from recommender.index import (
+from recommender.embed.encoders import TfidfModel
+from recommender.embed.vectors import SignalArrays
+from recommender.index.snapshot import (
     IndexCorrupt,
     IndexMismatch,
     IndexNotFound,
-    SignalArrays,
     load_snapshot,
     new_snapshot_dir,
     profile_fingerprint,
@@ -18,7 +18,7 @@ from recommender.index import (
     resolve_snapshot,
     write_snapshot,
 )
-from recommender.profiles import get_profile
+from recommender.ingest.profiles import get_profile
 
 PROFILE = get_profile("fast")
 IDENTITIES = {"use": {"backend": "test"}, "minilm": {"backend": "test"}, "tfidf": TfidfModel().identity(),
@@ -115,7 +115,7 @@ def test_link_to_a_missing_snapshot_is_reported(tmp_path):
 
 
 def test_a_large_index_of_a_profile_without_dense_signals_is_scanned_exactly(tmp_path, articles):
-    from recommender.neighbours import SearchLayout
+    from recommender.index.graph import SearchLayout
 
     texts = [f"{a.title} {a.body}" for a in articles]
     words = TfidfModel().fit(texts)

@@ -9,8 +9,9 @@ import sys
 import pytest
 from conftest import CACHE_DIR, CORPUS, record, write_jsonl
 
-from recommender import joblog
+from recommender import progress
 from recommender.cli import main
+from recommender.jobs import joblog
 from recommender.stages import StageClock, stage
 
 STAGES = ["read", "embed", "lexical", "write", "verify", "publish"]
@@ -75,7 +76,7 @@ def test_progress_lines_come_every_interval_with_rate_and_eta():
     now = [0.0]
     stream = io.StringIO()
     with joblog.configured("plain", stream):
-        with joblog.log_progress(interval=10, clock=lambda: now[0])("embedding (e5)", 5000) as bar:
+        with progress.log_progress(interval=10, clock=lambda: now[0])("embedding (e5)", 5000) as bar:
             for _ in range(25):
                 now[0] += 1
                 bar.update(50)  # 50 articles a second
@@ -83,7 +84,7 @@ def test_progress_lines_come_every_interval_with_rate_and_eta():
     assert lines == ["recommender: embedding (e5): 500/5000 articles, 50.0 articles/s, ETA 2m",
                      "recommender: embedding (e5): 1000/5000 articles, 50.0 articles/s, ETA 1m",
                      "recommender: embedding (e5): 1250/5000 articles, 50.0 articles/s, ETA 1m"]
-    assert joblog.format_duration(3 * 3600 + 5 * 60) == "3h05m" and joblog.format_duration(None) == "?"
+    assert progress.format_duration(3 * 3600 + 5 * 60) == "3h05m" and progress.format_duration(None) == "?"
 
 
 def test_nested_stages_are_timed_exclusively():

@@ -1,10 +1,10 @@
 import pytest
 from conftest import record, write_jsonl
 
-from recommender import jobs
 from recommender.config import load_settings
-from recommender.encoders.use import UseEncoder
-from recommender.index import load_snapshot, resolve_snapshot
+from recommender.embed.encoders.use import UseEncoder
+from recommender.index.snapshot import load_snapshot, resolve_snapshot
+from recommender.jobs import index_job as jobs
 
 BODIES = [
     "Die Donau tritt in Passau über die Ufer, Helfer füllen Sandsäcke.",
@@ -66,7 +66,7 @@ def test_summary_counts_and_timings(tmp_path, corpus):
 
 def test_a_second_job_on_the_same_index_is_refused_while_the_first_runs(tmp_path, corpus, capsys):
     from recommender.cli import main
-    from recommender.jobs import IndexLocked, index_lock
+    from recommender.jobs.index_job import IndexLocked, index_lock
 
     settings = load_settings(environ={}, profile="tfidf", index_dir=str(tmp_path / "index"), cache_dir="")
     with index_lock(settings.index_dir):

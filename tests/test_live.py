@@ -4,9 +4,9 @@ from conftest import CACHE_DIR, record, write_jsonl
 from scipy import sparse
 
 from recommender.config import load_settings
-from recommender.jobs import build_index
-from recommender.live import Stacked
-from recommender.service import create_app
+from recommender.index.live import Stacked
+from recommender.jobs.index_job import build_index
+from recommender.serve.app import create_app
 
 TOKEN = "t0ken"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -106,8 +106,8 @@ def test_invalid_articles_are_refused(settings, body, status):
 
 
 def test_live_articles_from_another_profile_are_skipped_not_fatal(tmp_path):
-    from recommender.corpus import article_from_json
     from recommender.engine import Recommender
+    from recommender.ingest.corpus import article_from_json
 
     engine = Recommender.open(indexed(tmp_path, "use"))
     engine.live.put(article_from_json(record("odd", body="Donau Passau.")), {"some-other-signal": np.ones(3)})
@@ -119,8 +119,8 @@ def test_a_stored_article_that_later_rules_would_refuse_still_loads(tmp_path):
     """Rules made stricter after an article was received (languages, dates, bounds) must not lose it."""
     from datetime import datetime, timezone
 
-    from recommender.corpus import Article
-    from recommender.live import LiveStore
+    from recommender.index.live import LiveStore
+    from recommender.ingest.corpus import Article
 
     old = Article(id="old-1", title="T" * 3_000, body="Text.", lang="xx",
                   published_at=datetime(1, 1, 1, tzinfo=timezone.utc))

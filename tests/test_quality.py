@@ -10,8 +10,8 @@ from conftest import CACHE_DIR
 
 from recommender.config import load_settings
 from recommender.engine import signal_encoder
-from recommender.evaluate import evaluate, load_dataset, union_profile
-from recommender.profiles import BASELINES, get_profile
+from recommender.ingest.profiles import BASELINES, get_profile
+from recommender.rank.evaluate import evaluate, load_dataset, union_profile
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 

@@ -4,10 +4,27 @@ import numpy as np
 import pytest
 from conftest import make_article
 
-from recommender.encoders import TfidfModel
-from recommender.index import SignalArrays, load_snapshot, new_snapshot_dir, write_snapshot
-from recommender.profiles import NAMES_VIEW, TFIDF_VIEW, USE_VIEW, Profile, SignalSpec
-from recommender.ranking import Filters, RankOptions, freshness, query_from_row, rank
+from recommender.embed.encoders import TfidfModel
+from recommender.embed.vectors import SignalArrays
+from recommender.index.snapshot import (
+    load_snapshot,
+    new_snapshot_dir,
+    write_snapshot,
+)
+from recommender.ingest.profiles import (
+    NAMES_VIEW,
+    TFIDF_VIEW,
+    USE_VIEW,
+    Profile,
+    SignalSpec,
+)
+from recommender.rank.ranking import (
+    Filters,
+    RankOptions,
+    freshness,
+    query_from_row,
+    rank,
+)
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
 # One dense signal with hand-made topic vectors and the two lexical signals.

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import CORPUS
 
-from recommender.index import load_snapshot
+from recommender.index.snapshot import load_snapshot
 
 
 def run_index(index_dir, cache_dir, wait=True):
@@ -112,7 +112,7 @@ def test_job_killed_at_a_random_moment_leaves_the_index_serving_and_the_rerun_ma
 
 
 def test_an_unfinished_snapshot_left_by_a_kill_while_writing_is_removed_by_the_next_run(tmp_path):
-    from recommender.index import new_snapshot_dir
+    from recommender.index.snapshot import new_snapshot_dir
 
     index = tmp_path / "index"
     assert tfidf_job(CORPUS, index).returncode == 0

@@ -6,14 +6,25 @@ import pytest
 from conftest import make_article
 
 from recommender.config import load_settings
-from recommender.encoders import TfidfModel
+from recommender.embed.encoders import TfidfModel
+from recommender.embed.signals import SignalEncoder
+from recommender.embed.vectors import SignalArrays
 from recommender.engine import Recommender
-from recommender.index import SignalArrays, load_snapshot, new_snapshot_dir, write_snapshot
-from recommender.live import live_view
-from recommender.neighbours import SearchLayout, graph_signals
-from recommender.profiles import NAMES_VIEW, TFIDF_VIEW, USE_VIEW, Profile, SignalSpec
-from recommender.ranking import Filters
-from recommender.signals import SignalEncoder
+from recommender.index.graph import SearchLayout, graph_signals
+from recommender.index.live import live_view
+from recommender.index.snapshot import (
+    load_snapshot,
+    new_snapshot_dir,
+    write_snapshot,
+)
+from recommender.ingest.profiles import (
+    NAMES_VIEW,
+    TFIDF_VIEW,
+    USE_VIEW,
+    Profile,
+    SignalSpec,
+)
+from recommender.rank.ranking import Filters
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
 PROFILE = Profile("scale", (SignalSpec("use", "use", USE_VIEW, 0.8), SignalSpec("tfidf", "tfidf", TFIDF_VIEW, 0.0),

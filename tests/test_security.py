@@ -7,9 +7,9 @@ import pytest
 from conftest import record, write_jsonl
 
 from recommender.config import ConfigError, load_settings
-from recommender.jobs import build_index
-from recommender.limits import MAX_JSON_DEPTH, json_depth, parse_json
-from recommender.service import create_app
+from recommender.jobs.index_job import build_index
+from recommender.jsonsafe import MAX_JSON_DEPTH, json_depth, parse_json
+from recommender.serve.app import create_app
 
 TOKEN = "Tok3n-never-shown-7d41"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

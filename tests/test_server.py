@@ -11,7 +11,7 @@ from conftest import record, write_jsonl
 from servers import ServerProcess, get
 
 from recommender.config import load_settings
-from recommender.jobs import build_index
+from recommender.jobs.index_job import build_index
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@ import pytest
 from conftest import CACHE_DIR, record, write_jsonl
 
 from recommender.config import load_settings
-from recommender.jobs import build_index
-from recommender.service import create_app
+from recommender.jobs.index_job import build_index
+from recommender.serve.app import create_app
 
 BODIES = {
     "flut": "Die Donau tritt über die Ufer. Passau evakuiert die Altstadt, Helfer füllen Sandsäcke am Inn.",
@@ -163,7 +163,7 @@ def test_a_newly_published_snapshot_is_served_without_restart_and_without_failed
 
 
 def test_a_corrupt_new_snapshot_is_refused_and_the_old_one_keeps_serving(tmp_path):
-    from recommender.index import resolve_snapshot
+    from recommender.index.snapshot import resolve_snapshot
 
     corpus = write_jsonl(tmp_path / "c.jsonl", [record(f"a{i}", body=f"{BODIES['flut']} {EXTRA[i % 3]}") for i in range(3)])
     settings = load_settings(environ={}, profile="tfidf", index_dir=str(tmp_path / "index"), cache_dir="",

@@ -5,8 +5,8 @@ import pytest
 from conftest import CACHE_DIR, record, write_jsonl
 
 from recommender.config import load_settings
-from recommender.jobs import build_index
-from recommender.service import create_app
+from recommender.jobs.index_job import build_index
+from recommender.serve.app import create_app
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

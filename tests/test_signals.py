@@ -2,9 +2,9 @@ import numpy as np
 from conftest import make_article
 from test_encoders import CountingEncoder
 
-from recommender.profiles import TFIDF_VIEW, Profile, SignalSpec
-from recommender.signals import RawText, SignalEncoder, mean_of_chunks
-from recommender.textprep import TextView
+from recommender.embed.signals import RawText, SignalEncoder, mean_of_chunks
+from recommender.ingest.profiles import TFIDF_VIEW, Profile, SignalSpec
+from recommender.ingest.textprep import TextView
 
 PROFILE = Profile("chunked", (SignalSpec("use", "use", TextView(head_chars=40, chunks=2), 0.7),
                               SignalSpec("tfidf", "tfidf", TFIDF_VIEW, 0.3)))

@@ -1,6 +1,12 @@
 from types import SimpleNamespace
 
-from recommender.textprep import TextView, detect_language, make_teaser, prepare, split_sentences
+from recommender.ingest.textprep import (
+    TextView,
+    detect_language,
+    make_teaser,
+    prepare,
+    split_sentences,
+)
 
 
 def article(title="Titel", teaser="", body="Erster Satz. Zweiter Satz."):
@@ -56,7 +62,7 @@ def test_detect_language_german_and_english():
 
 
 def test_name_tokens_keep_names_and_numbers_but_not_sentence_starts():
-    from recommender.textprep import name_tokens
+    from recommender.ingest.textprep import name_tokens
 
     tokens = name_tokens("Die Polizei in Lindau-Ost sucht Zeugen. Am 3. März traf Scholz den Präsidenten Macron.")
     assert "lindau-ost" in tokens and "scholz" in tokens and "macron" in tokens and "3" in tokens
@@ -65,7 +71,7 @@ def test_name_tokens_keep_names_and_numbers_but_not_sentence_starts():
 
 
 def test_prepare_chunks_reads_consecutive_pieces_after_the_title():
-    from recommender.textprep import prepare_chunks
+    from recommender.ingest.textprep import prepare_chunks
 
     body = " ".join(f"w{i}" for i in range(300))
     first, second = prepare_chunks(article("Titel", body=body), TextView(head_chars=200, chunks=2))

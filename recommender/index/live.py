@@ -18,10 +18,10 @@ from typing import Any, Callable
 import numpy as np
 from scipy import sparse
 
-from .corpus import Article, article_from_stored
-from .db import connect_state, reading, write
-from .index import Snapshot, article_metadata
+from ..db import connect_state, reading, write
+from ..ingest.corpus import Article, article_from_stored
 from .metadata import ArticleTable, RowLookup, codes_of
+from .snapshot import Snapshot, article_metadata
 
 log = logging.getLogger(__name__)
 

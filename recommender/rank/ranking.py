@@ -7,9 +7,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from . import sparserows
-from .index import Snapshot
-from .profiles import Profile
+from ..embed.vectors import QueryVectors
+from ..index import sparserows
+from ..index.snapshot import Snapshot
+from ..ingest.profiles import Profile
 
 SECONDS_PER_DAY = 86400.0
 
@@ -41,15 +42,6 @@ class RankOptions:
     half_life_days: float = 30.0
     duplicate_threshold: float = 0.8
     now: datetime | None = None
-
-
-@dataclass(frozen=True)
-class QueryVectors:
-    """The query in every signal of a profile: dense unit vectors and sparse (1, n_terms) rows (csr_matrix
-    or sparserows.SparseRow)."""
-
-    dense: dict[str, np.ndarray]
-    sparse: dict[str, Any]
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from .index import Snapshot
-from .profiles import Profile
+from ..index.snapshot import Snapshot
+from ..ingest.profiles import Profile
 from .ranking import SECONDS_PER_DAY, Related
 
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .profiles import Profile
+from ..ingest.profiles import Profile
 
 # A signal gets its own graph when it carries at least this share of the fused score: the candidates of a
 # graph over a signal worth 5 % would rarely change the top of the list and cost as much to build.

@@ -13,7 +13,7 @@ from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.preprocessing import normalize
 
-from ..textprep import name_tokens
+from ...ingest.textprep import name_tokens
 from .base import package_version
 
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from ..progress import PROGRESS_INTERVAL, event
 from .encoders import DenseEncoder
-from .joblog import PROGRESS_INTERVAL, event
 
 # Seconds to wait for the scheduler: a wrong address should fail a cron job quickly, not after minutes.
 CONNECT_TIMEOUT = 10.0

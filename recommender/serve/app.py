@@ -12,18 +12,19 @@ from typing import Any, Callable, Mapping
 from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
-from .config import Settings, load_settings
-from .corpus import article_from_json
-from .engine import Recommender, UnknownArticle
-from .explain import explain
+from ..config import Settings, load_settings
+from ..db import StateUnavailable
+from ..embed.signals import RawText
+from ..engine import Recommender, UnknownArticle
+from ..ingest.corpus import article_from_json
+from ..jsonsafe import BadJson, parse_json
+from ..payloads import item_json, related_json
+from ..rank.explain import explain
+from ..rank.ranking import Filters
 from . import limits
-from .db import StateUnavailable
-from .limits import BadJson, parse_json, retry_after_seconds, write_limiter
+from .limits import retry_after_seconds, write_limiter
 from .metrics import Metrics
 from .openapi import openapi_spec
-from .payloads import item_json, related_json
-from .ranking import Filters
-from .signals import RawText
 
 
 class ApiError(Exception):

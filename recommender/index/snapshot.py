@@ -36,8 +36,14 @@ import numpy as np
 import xxhash
 from scipy import sparse
 
-from .corpus import Article
-from .encoders import TfidfModel
+from ..embed.encoders import TfidfModel
+from ..embed.vectors import SignalArrays
+from ..ingest.corpus import Article
+from ..ingest.profiles import Profile
+from ..ingest.textprep import TEXTPREP_VERSION, make_teaser
+from ..progress import event, log_progress
+from ..stages import stage
+from .graph import SearchLayout, build_graph, candidate_lists, graph_signals, open_graph
 from .metadata import (
     ArticleTable,
     RowLookup,
@@ -47,10 +53,6 @@ from .metadata import (
     jsonl_with_offsets,
     sorted_id_hashes,
 )
-from .neighbours import SearchLayout, build_graph, candidate_lists, graph_signals, open_graph
-from .profiles import Profile
-from .stages import stage
-from .textprep import TEXTPREP_VERSION, make_teaser
 
 # 2: float16 vectors, metadata read on demand, xxh3 checksums, graphs and candidate lists.
 FORMAT_VERSION = 2
@@ -72,20 +74,6 @@ class IndexCorrupt(IndexProblem):
 
 class IndexMismatch(IndexProblem):
     """A snapshot was built with another configuration than the one asked for."""
-
-
-@dataclass
-class SignalArrays:
-    """The computed representation of every article for each signal of a profile.
-
-    dense : signal name -> ndarray of shape (n_articles, dim), float32, rows of unit length
-    sparse : signal name -> csr_matrix of shape (n_articles, n_terms), float32, rows of unit length
-    sparse_models : signal name -> the fitted TfidfModel that made the sparse rows
-    """
-
-    dense: dict[str, np.ndarray] = field(default_factory=dict)
-    sparse: dict[str, sparse.csr_matrix] = field(default_factory=dict)
-    sparse_models: dict[str, TfidfModel] = field(default_factory=dict)
 
 
 @dataclass
@@ -303,7 +291,6 @@ def write_snapshot(
 def _write_search_structures(target: Path, arrays: SignalArrays, profile: Profile, layout: SearchLayout) -> list[str]:
     """Neighbour graphs and candidate lists of a large snapshot; returns the signals that have a graph."""
     # Candidates are scored from the vectors as they are stored, so lists and queries agree exactly.
-    from .joblog import event, log_progress  # imported here: joblog depends on signals, which needs this module
 
     dense = {name: np.load(target / f"dense_{name}.npy", mmap_mode="r") for name in arrays.dense}
     n = len(next(iter(dense.values())))

@@ -6,7 +6,7 @@ import shutil
 import tempfile
 from typing import Any
 
-from .config import Settings
+from ..config import Settings
 
 # prometheus_client picks its storage when first imported: the variable must be set before that, so this
 # module does not import the metrics module at its top.
@@ -22,7 +22,7 @@ def serve(settings: Settings, announce: Any = print) -> None:
     metrics_dir = tempfile.mkdtemp(prefix="recommender-metrics-")
     os.environ[MULTIPROC_ENV] = metrics_dir  # read by prometheus_client in every worker
     try:
-        from .service import create_app
+        from .app import create_app
 
         _gunicorn(settings, create_app(settings), announce).run()
     finally:

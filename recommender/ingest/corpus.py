@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .limits import MAX_JSON_DEPTH, json_depth
+from ..jsonsafe import MAX_JSON_DEPTH, json_depth
 
 # Used with fullmatch: `$` alone would also accept a trailing newline ("a1\n"), a control character.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,199}")

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from .cluster import dask_executor
-from .config import Settings
-from .corpus import Article, CorpusError, LoadResult, Problem, ReadLimits, load_corpus
-from .engine import signal_encoder
-from .index import (
+from ..config import Settings
+from ..embed.cluster import dask_executor
+from ..embed.vectors import SignalArrays
+from ..engine import signal_encoder
+from ..index.graph import SearchLayout
+from ..index.snapshot import (
     IndexProblem,
-    SignalArrays,
     Snapshot,
     descriptive_metadata,
     load_snapshot,
@@ -28,11 +28,17 @@ from .index import (
     remove_unfinished,
     write_snapshot,
 )
-from .joblog import event
-from .neighbours import SearchLayout
-from .profiles import get_profile
-from .signals import Progress, no_progress
-from .stages import StageClock, stage
+from ..ingest.corpus import (
+    Article,
+    CorpusError,
+    LoadResult,
+    Problem,
+    ReadLimits,
+    load_corpus,
+)
+from ..ingest.profiles import get_profile
+from ..progress import Progress, event, no_progress
+from ..stages import StageClock, stage
 
 
 class IndexLocked(IndexProblem):

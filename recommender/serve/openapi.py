@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import __version__
+from .. import __version__
+from ..ingest.corpus import FIELD_LIMITS, MAX_TAG_CHARS, MAX_TAGS
 from . import limits
-from .corpus import FIELD_LIMITS, MAX_TAG_CHARS, MAX_TAGS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from .db import connect_state, reading, write
+from ..db import connect_state, reading, write
 
 Action = Literal["pin", "block", "block_everywhere"]
 ACTIONS: tuple[str, ...] = ("pin", "block", "block_everywhere")

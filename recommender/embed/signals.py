@@ -1,31 +1,17 @@
 """Turning articles and raw queries into the signals of a profile (encoders loaded once, cache used)."""
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, ContextManager, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .embedcache import BatchExecutor, EmbeddingCache, encode_cached
+from ..ingest.profiles import Profile, SignalSpec
+from ..ingest.textprep import HasText, prepare, prepare_chunks
+from ..progress import Progress, no_progress
+from .cache import BatchExecutor, EmbeddingCache, encode_cached
 from .encoders import DenseEncoder, TfidfModel, make_dense_encoder
-from .index import SignalArrays
-from .profiles import Profile, SignalSpec
-from .ranking import QueryVectors
-from .textprep import HasText, prepare, prepare_chunks
-
-# A progress factory: (description, total) -> a context manager whose object has update(n).
-Progress = Callable[[str, int], ContextManager[Any]]
-
-
-class _Silent:
-    def update(self, n: int = 1) -> None:
-        """Ignore progress."""
-
-
-def no_progress(description: str, total: int) -> ContextManager[Any]:
-    """Progress that shows nothing."""
-    return nullcontext(_Silent())
+from .vectors import QueryVectors, SignalArrays
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@ import numpy as np
 from scipy.stats import pearsonr
 from sklearn.metrics import ndcg_score
 
-from .corpus import Article
-from .index import SignalArrays
-from .profiles import Profile, SignalSpec
-from .signals import Progress, SignalEncoder, no_progress
+from ..embed.signals import SignalEncoder
+from ..embed.vectors import SignalArrays
+from ..ingest.corpus import Article
+from ..ingest.profiles import Profile, SignalSpec
+from ..progress import Progress, no_progress
 
 LABEL_FIELDS = ("cluster", "category")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

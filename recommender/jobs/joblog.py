@@ -9,22 +9,19 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import IO, Any, Callable, Iterator
+from typing import IO, Any, Iterator
 
-from .signals import Progress, no_progress
+from ..progress import (
+    LOGGER,
+    PROGRESS_INTERVAL,
+    Progress,
+    log_progress,
+    no_progress,
+)
 
-LOGGER = logging.getLogger("recommender.job")
 MODES = ("bar", "plain", "quiet", "json")
-# Between two plain/JSON progress lines: often enough to see a job move, rarely enough for a log file.
-PROGRESS_INTERVAL = 10.0
-
-
-def event(name: str, message: str, level: int = logging.INFO, **fields: Any) -> None:
-    """Log one job event (start, progress, stage_done, summary, error, ...) with machine-readable fields."""
-    LOGGER.log(level, message, extra={"event": name, "fields": fields})
 
 
 class JsonFormatter(logging.Formatter):
@@ -109,52 +106,3 @@ def bar_progress(disable: bool = False) -> Progress:
     return progress
 
 
-class _LogLines:
-    """Counts progress and logs a `progress` event at most every interval seconds, and one at the end."""
-
-    def __init__(self, description: str, total: int, interval: float, clock: Callable[[], float]) -> None:
-        self.description, self.total, self.interval, self.clock = description, total, interval, clock
-        self.done = 0
-        self.start = self.last = clock()
-
-    def update(self, n: int = 1) -> None:
-        """Add n finished articles; log if the interval has passed."""
-        self.done += n
-        now = self.clock()
-        if now - self.last >= self.interval and self.done < self.total:
-            self.last = now
-            self.report(now)
-
-    def report(self, now: float) -> None:
-        """Log where the stage stands: done/total, rate and the time left."""
-        elapsed = now - self.start
-        rate = self.done / elapsed if elapsed > 0 else 0.0
-        left = (self.total - self.done) / rate if rate > 0 else None
-        tail = f"ETA {format_duration(left)}" if self.done < self.total else f"took {format_duration(elapsed)}"
-        event("progress", f"{self.description}: {self.done}/{self.total} articles, {rate:.1f} articles/s, {tail}",
-              stage=self.description, done=self.done, total=self.total, rate=round(rate, 2),
-              eta_s=None if left is None else round(left, 1))
-
-
-def log_progress(interval: float = PROGRESS_INTERVAL, clock: Callable[[], float] = time.monotonic) -> Progress:
-    """Progress as `progress` log events: every interval seconds while a stage runs, and when it ends."""
-
-    @contextmanager
-    def progress(description: str, total: int) -> Iterator[_LogLines]:
-        lines = _LogLines(description, total, interval, clock)
-        yield lines
-        lines.report(clock())  # only reached when the stage finished; a failure is reported as an error
-
-    return progress
-
-
-def format_duration(seconds: float | None) -> str:
-    """A short human duration: 45s, 20m, 3h05m; ? when unknown."""
-    if seconds is None:
-        return "?"
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f}m"
-    hours, rest = divmod(int(seconds), 3600)
-    return f"{hours}h{rest // 60:02d}m"
