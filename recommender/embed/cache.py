@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from ..progress import event
 from .encoders import DenseEncoder
 
 
@@ -123,8 +124,7 @@ class EmbeddingCache:
 
 
 def _warn(message: str, **fields: Any) -> None:
-    # The job's log (joblog) is not imported: it depends on this module through signals.py.
-    logging.getLogger("recommender.job").warning(message, extra={"event": "cache", "fields": fields})
+    event("cache", message, logging.WARNING, **fields)
 
 
 class BatchExecutor(Protocol):

@@ -12,7 +12,7 @@ Layout of an index directory::
     DIR/snapshots/<name>/dense_<signal>.npy           (n_articles, dim) float16 or float32, memory-mapped
     DIR/snapshots/<name>/sparse_<signal>_{data,indices,indptr,idf}.npy, sparse_<signal>_vocabulary.json
     DIR/snapshots/<name>/published_at.npy             (n_articles,) int64 seconds since the epoch
-    DIR/snapshots/<name>/graph_<signal>.usearch       large indexes only: neighbour graph (neighbours.py)
+    DIR/snapshots/<name>/graph_<signal>.usearch       large indexes only: neighbour graph (graph.py)
     DIR/snapshots/<name>/candidates.npy               large indexes only: (n_articles, C) int32 candidate rows
 
 A snapshot is never changed after it is written; a new build writes a new snapshot beside the old one,

@@ -1,4 +1,4 @@
-"""Dask worker preload for tests/test_cluster_faults.py: holds batches at a gate so that a fault lands in the
+"""Dask worker preload for tests/embed/test_cluster_faults.py: holds batches at a gate so that a fault lands in the
 middle of a job, and logs how many texts each batch embedded so that a test can see a rerun resume.
 
 CLUSTER_FAULTS_GATE names a folder: the first CLUSTER_FAULTS_GATE_PASSES batches the workers start (over

@@ -1,12 +1,12 @@
 """Cluster faults during `recommender index --cluster`: each ends the job in bounded time with one line.
 
-A real Dask scheduler and workers run as processes on loopback. The workers load tests/cluster_gate.py,
+A real Dask scheduler and workers run as processes on loopback. The workers load tests/embed/cluster_gate.py,
 which holds batches from the third on at a gate: the fault is injected while the job is certainly in the
 middle of embedding (two batches returned and cached, the others held), never by a racing sleep. Each case
 checks the time to fail, exactly one error line and no traceback, the exit code, that `current` still
 names the same snapshot, and (where it costs little) that a rerun completes from the embedding cache.
 
-    .venv/bin/python -m pytest -q tests/test_cluster_faults.py -m "cluster_faults"        # all of them
+    .venv/bin/python -m pytest -q tests/embed/test_cluster_faults.py -m "cluster_faults"        # all of them
 """
 from __future__ import annotations
 
@@ -169,7 +169,7 @@ class Setup:
             return 0
 
     def embedded_texts(self) -> int:
-        """Texts the workers have embedded so far (tests/cluster_gate.py logs each batch)."""
+        """Texts the workers have embedded so far (tests/embed/cluster_gate.py logs each batch)."""
         log = self.gate / "embedded.log"
         return sum(int(line) for line in log.read_text().split()) if log.exists() else 0
 

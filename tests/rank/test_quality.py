@@ -13,7 +13,7 @@ from recommender.engine import signal_encoder
 from recommender.ingest.profiles import BASELINES, get_profile
 from recommender.rank.evaluate import evaluate, load_dataset, union_profile
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 pytestmark = [
     pytest.mark.slow,
