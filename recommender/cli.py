@@ -10,16 +10,18 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
 from .config import ConfigError, Settings, load_settings, setting_docs
+from .db import backup_state
 from .embed.cluster import ClusterAddressError, ClusterError
 from .embed.encoders import EncoderUnavailable
-from .engine import Recommender, UnknownArticle
+from .engine import Recommender, UnknownArticle, signal_encoder
 from .index.snapshot import IndexProblem
 from .ingest.corpus import CorpusError
 from .ingest.profiles import BASELINES, PROFILES, UnknownProfile, get_profile
 from .jobs import joblog
+from .jobs.index_job import Guards, PublishRefused, build_index
 from .payloads import related_json
 from .progress import event
-from .rank.evaluate import DatasetError
+from .rank.evaluate import DatasetError, evaluate, load_dataset, union_profile
 from .rank.ranking import Filters
 
 # Errors a user can cause and fix; they get one line, not a traceback. OSError covers unreadable corpus
@@ -111,8 +113,6 @@ EXIT_REFUSED = 3
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from .jobs.index_job import Guards, PublishRefused, build_index
-
     mode = args.log_mode
     settings = _settings(args)
     get_profile(settings.profile)
@@ -191,6 +191,7 @@ def cmd_related(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # Imported here: the web stack (gunicorn, Flask, prometheus_client) loads only for the command that serves.
     from .serve.gunicorn_worker import exit_without_teardown
     from .serve.server import serve
 
@@ -204,8 +205,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_backup_state(args: argparse.Namespace) -> int:
     """Copy state_dir's SQLite files with SQLite's online backup API, safe while servers write."""
-    from .db import backup_state
-
     settings = _settings(args)
     if not settings.state_dir:
         raise UsageError("the setting state_dir is empty: there is no state to back up")
@@ -217,9 +216,6 @@ def cmd_backup_state(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .engine import signal_encoder
-    from .rank.evaluate import evaluate, load_dataset, union_profile
-
     settings = _settings(args)
     profile = get_profile(settings.profile)
     baselines = [get_profile(name) for name in args.baselines.split(",") if name.strip()]
