@@ -103,6 +103,9 @@ def signal_similarities(
 
 def dense_similarities(matrix: Any, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
     """Dot products of matrix[rows] with vector: (len(rows),) float32."""
+    if len(rows) == 0:
+        # A round of candidates can be empty (filters that allow no row at all); numkong refuses empty blocks.
+        return np.zeros(0, dtype=np.float32)
     if isinstance(matrix, np.ndarray) and matrix.dtype == np.float16:
         import numkong
 
