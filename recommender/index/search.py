@@ -23,7 +23,6 @@ import numpy as np
 
 from ..progress import event, log_progress
 from .graph import (
-    NO_NEIGHBOUR,
     SearchLayout,
     build_graph,
     candidate_lists,
@@ -54,7 +53,8 @@ class Search(Protocol):
         ...
 
     def search(self, queries: Queries, count: int) -> np.ndarray:
-        """The count nearest rows of each query in each searched signal: (n_queries, signals * count) int64."""
+        """The count nearest rows of each query in each searched signal, best first:
+        (n_queries, signals * min(count, n_rows_)) int64, NO_NEIGHBOUR where fewer were found."""
         ...
 
     def save(self, directory: Path) -> dict[str, Any]:
@@ -92,9 +92,9 @@ class ExactSearch:
         return self
 
     def search(self, queries: Queries, count: int) -> np.ndarray:
-        """The exactly nearest count rows by inner product per signal, best first (ties: lower row first),
-        padded with NO_NEIGHBOUR past n_rows_: (n_queries, signals * count) int64. A query's own row is
-        found like any other: never the article itself is the ranking's business."""
+        """The exactly nearest count rows by inner product per signal, best first (ties: lower row first):
+        (n_queries, signals * min(count, n_rows_)) int64. A query's own row is found like any other: never
+        the article itself is the ranking's business."""
         found = [_nearest(np.asarray(vectors, dtype=np.float32),
                           np.atleast_2d(np.asarray(queries[name], dtype=np.float32)), count)
                  for name, vectors in self.vectors_.items()]
@@ -154,8 +154,8 @@ class GraphSearch:
         return self
 
     def search(self, queries: Queries, count: int) -> np.ndarray:
-        """The approximately nearest count rows per graph, best first, padded with NO_NEIGHBOUR:
-        (n_queries, signals * count) int64."""
+        """The approximately nearest count rows per graph, best first: (n_queries, signals * min(count,
+        n_rows_)) int64, NO_NEIGHBOUR where a graph found fewer."""
         return search_graphs(self.graphs_, queries, count)
 
     def save(self, directory: Path) -> dict[str, Any]:
@@ -214,12 +214,12 @@ def open_search(directory: Path, manifest: Mapping[str, Any], dense: Mapping[str
 
 def _nearest(vectors: np.ndarray, batch: np.ndarray, count: int) -> np.ndarray:
     """The count rows of vectors (n, dim) with the largest inner product with each of batch (q, dim), best
-    first and ties by row, padded with NO_NEIGHBOUR: (q, count) int64."""
+    first and ties by row: (q, min(count, n)) int64."""
     scores = batch @ vectors.T
     n = scores.shape[1]
-    keys = np.full((batch.shape[0], count), NO_NEIGHBOUR, dtype=np.int64)
     take = min(count, n)
+    keys = np.zeros((batch.shape[0], take), dtype=np.int64)
     for i, row_scores in enumerate(scores if take else ()):
         top = np.argpartition(-row_scores, take - 1)[:take] if take < n else np.arange(n)
-        keys[i, :take] = top[np.lexsort((top, -row_scores[top]))]
+        keys[i] = top[np.lexsort((top, -row_scores[top]))]
     return keys
