@@ -205,7 +205,7 @@ class GraphSearch:
 
 
 def open_search(directory: Path, manifest: Mapping[str, Any], dense: Mapping[str, np.ndarray],
-                expansion_search: int = 200) -> ExactSearch | GraphSearch:
+                expansion_search: int = 200) -> Search:
     """The search a loaded snapshot was saved with: graphs when its manifest lists any, else exact."""
     if manifest["graphs"]:
         return GraphSearch.load(directory, manifest, dense, expansion_search)

@@ -52,7 +52,7 @@ from .metadata import (
     jsonl_with_offsets,
     sorted_id_hashes,
 )
-from .search import ExactSearch, GraphSearch, open_search
+from .search import ExactSearch, GraphSearch, Search, open_search
 
 # 2: float16 vectors, metadata read on demand, xxh3 checksums, graphs and candidate lists.
 FORMAT_VERSION = 2
@@ -108,12 +108,12 @@ class Snapshot:
     section_codes: np.ndarray
     section_values: list[str]
     titles: TitleIndex
-    search: ExactSearch | GraphSearch
+    search: Search
     shadowed: np.ndarray | None = None
 
     @classmethod
     def in_memory(cls, articles: Sequence[Article], arrays: SignalArrays,
-                  search: ExactSearch | GraphSearch | None = None, name: str = "in-memory") -> "Snapshot":
+                  search: Search | None = None, name: str = "in-memory") -> "Snapshot":
         """A snapshot of articles and their vectors held in memory (nothing written, no path on disk).
 
         arrays : as for write_snapshot, dense rows float32; search : built over arrays.dense (default: exact)
