@@ -14,7 +14,6 @@ from .config import Settings
 from .embed.cache import EmbeddingCache
 from .embed.signals import RawText, SignalEncoder
 from .embed.vectors import QueryVectors
-from .index.graph import search_graphs
 from .index.live import LiveStore, live_view
 from .index.snapshot import (
     IndexProblem,
@@ -32,14 +31,10 @@ from .rank.ranking import (
     Related,
     allowed_rows,
     query_from_row,
-    rank,
+    rank_rounds,
 )
 
 log = logging.getLogger(__name__)
-
-# Filters so narrow that a graph search finds too few candidates: scan the allowed rows exactly when they are
-# at most this many (tens of milliseconds); beyond, answer with what the wide graph search found.
-EXACT_FALLBACK_ROWS = 200_000
 
 
 class UnknownArticle(KeyError):
@@ -247,31 +242,11 @@ class Recommender:
 
     def _ranked(self, snapshot: Snapshot, query: QueryVectors, filters: Filters, options: RankOptions,
                 self_row: int | None = None, pins: Sequence[tuple[int, str]] = ()) -> Related:
-        """rank() over the candidates of the query; wider when filters or duplicates left fewer than k."""
-        candidates = self._candidates(snapshot, query, self_row, self.settings.candidates)
-        related = rank(snapshot, self.profile, query, filters, options, self_row, pins, candidates)
-        if candidates is None or len(related.suggestions) >= options.k:
-            return related
-        # Restrictive filters: a ten times wider graph search, then every row the filters allow.
-        wider = self._candidates(snapshot, query, None, 10 * self.settings.candidates)
-        related = rank(snapshot, self.profile, query, filters, options, self_row, pins, wider)
-        if len(related.suggestions) >= options.k:
-            return related
-        allowed = np.flatnonzero(allowed_rows(snapshot, filters, options.now or datetime.now(timezone.utc)))
-        if allowed.size > EXACT_FALLBACK_ROWS:
-            return related
-        return rank(snapshot, self.profile, query, filters, options, self_row, pins, allowed)
+        """rank() over the snapshot search's rounds of candidates, wider while filters or duplicates leave
+        fewer than k (the policy is the search's, `GraphSearch.rounds`)."""
 
-    @staticmethod
-    def _candidates(snapshot: Snapshot, query: QueryVectors, row: int | None, count: int) -> np.ndarray | None:
-        """The rows worth scoring: None (all) in an exactly scanned index; else the row's precomputed list, or
-        a graph search for a text or a live article, plus every article added since the snapshot was built
-        (so new stories reach the lists of old ones at once)."""
-        if not snapshot.searched_by_graph:
-            return None
-        lists = snapshot.candidates
-        if row is not None and row < snapshot.graph_rows and count <= lists.shape[1]:
-            found = np.asarray(lists[row])
-        else:
-            found = search_graphs(snapshot.graphs, query.dense, count).ravel()
-        return np.concatenate([found, np.arange(snapshot.graph_rows, len(snapshot))])
+        def allowed() -> np.ndarray:
+            return allowed_rows(snapshot, filters, options.now or datetime.now(timezone.utc))
+
+        rounds = snapshot.search.rounds(query.dense, self.settings.candidates, len(snapshot), self_row, allowed)
+        return rank_rounds(snapshot, self.profile, query, rounds, filters, options, self_row, pins)

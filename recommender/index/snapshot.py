@@ -12,7 +12,7 @@ Layout of an index directory::
     DIR/snapshots/<name>/dense_<signal>.npy           (n_articles, dim) float16 or float32, memory-mapped
     DIR/snapshots/<name>/sparse_<signal>_{data,indices,indptr,idf}.npy, sparse_<signal>_vocabulary.json
     DIR/snapshots/<name>/published_at.npy             (n_articles,) int64 seconds since the epoch
-    DIR/snapshots/<name>/graph_<signal>.usearch       large indexes only: neighbour graph (graph.py)
+    DIR/snapshots/<name>/graph_<signal>.usearch       large indexes only: neighbour graph (search.GraphSearch)
     DIR/snapshots/<name>/candidates.npy               large indexes only: (n_articles, C) int32 candidate rows
 
 A snapshot is never changed after it is written; a new build writes a new snapshot beside the old one,
@@ -27,7 +27,7 @@ import shutil
 import sys
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -41,9 +41,8 @@ from ..embed.vectors import SignalArrays
 from ..ingest.corpus import Article
 from ..ingest.profiles import Profile
 from ..ingest.textprep import TEXTPREP_VERSION, make_teaser
-from ..progress import event, log_progress
 from ..stages import stage
-from .graph import SearchLayout, build_graph, candidate_lists, graph_signals, open_graph
+from .graph import SearchLayout, graph_signals
 from .metadata import (
     ArticleTable,
     RowLookup,
@@ -53,6 +52,7 @@ from .metadata import (
     jsonl_with_offsets,
     sorted_id_hashes,
 )
+from .search import ExactSearch, GraphSearch, Search, open_search
 
 # 2: float16 vectors, metadata read on demand, xxh3 checksums, graphs and candidate lists.
 FORMAT_VERSION = 2
@@ -78,19 +78,21 @@ class IndexMismatch(IndexProblem):
 
 @dataclass
 class Snapshot:
-    """A loaded, read-only index snapshot.
+    """A loaded, read-only index snapshot; `load_snapshot` opens one from disk, `Snapshot.in_memory` makes one
+    of articles and their vectors without writing anything.
 
     articles : metadata dicts in row order (no bodies), decoded on access
     dense : signal name -> ndarray of shape (n_articles, dim); memory-mapped float16 in large indexes
     sparse : signal name -> csr_matrix of shape (n_articles, n_terms), float32 (the word signal is 'tfidf')
     sparse_models : signal name -> fitted TfidfModel, to turn a new text into a comparable row (loaded lazily)
     published_at : ndarray of shape (n_articles,), int64 seconds since the epoch
-    shadowed : bool ndarray of shape (n_articles,) or None: rows replaced by a newer live version
     row_of : id -> row
-    lang_codes, section_codes : per row, the index into lang_values / section_values (sections casefolded)
-    candidates : (graph_rows, C) int32 precomputed candidate rows (-1 = none), or None for an exact index
-    graphs : signal name -> neighbour graph over the first graph_rows rows (empty for an exact index)
+    lang_codes, section_codes : ndarray of shape (n_articles,), unsigned int: per row, the index into
+        lang_values / section_values (sections casefolded)
     titles : the titles, for editors' searches by words of a title
+    search : which rows are worth ranking for a query (ExactSearch, or GraphSearch in large indexes); it
+        covers rows 0 .. search.n_rows_ - 1, rows after those (live articles) are candidates of every query
+    shadowed : bool ndarray of shape (n_articles,) or None: rows replaced by a newer live version
     """
 
     path: Path
@@ -100,28 +102,41 @@ class Snapshot:
     sparse: Mapping[str, Any]
     sparse_models: Mapping[str, TfidfModel]
     published_at: np.ndarray
+    row_of: Mapping[str, int]
+    lang_codes: np.ndarray
+    lang_values: list[str]
+    section_codes: np.ndarray
+    section_values: list[str]
+    titles: TitleIndex
+    search: Search
     shadowed: np.ndarray | None = None
-    row_of: Mapping[str, int] = None  # type: ignore[assignment]
-    lang_codes: np.ndarray = None  # type: ignore[assignment]
-    lang_values: list[str] = field(default_factory=list)
-    section_codes: np.ndarray = None  # type: ignore[assignment]
-    section_values: list[str] = field(default_factory=list)
-    candidates: np.ndarray | None = None
-    graphs: dict[str, Any] = field(default_factory=dict)
-    graph_rows: int = 0
-    titles: TitleIndex = None  # type: ignore[assignment]
 
-    def __post_init__(self) -> None:
-        # Snapshots built in memory (tests, live views of small lists) derive their columns here.
-        if self.row_of is None:
-            self.row_of = {a["id"]: i for i, a in enumerate(self.articles)}
-        if self.lang_codes is None:
-            self.lang_codes, self.lang_values = encode_column([a["lang"] for a in self.articles])
-        if self.titles is None:
-            self.titles = TitleIndex.build([a["title"] for a in self.articles])
-        if self.section_codes is None:
-            self.section_codes, self.section_values = encode_column(
-                [a["section"].casefold() for a in self.articles])
+    @classmethod
+    def in_memory(cls, articles: Sequence[Article], arrays: SignalArrays,
+                  search: Search | None = None, name: str = "in-memory") -> "Snapshot":
+        """A snapshot of articles and their vectors held in memory (nothing written, no path on disk).
+
+        arrays : as for write_snapshot, dense rows float32; search : built over arrays.dense (default: exact)
+        name : the snapshot's version
+        """
+        metadata = [article_metadata(a) for a in articles]
+        lang_codes, langs = encode_column([m["lang"] for m in metadata])
+        section_codes, sections = encode_column([m["section"].casefold() for m in metadata])
+        search = search or ExactSearch().build(arrays.dense)
+        manifest = {
+            "format_version": FORMAT_VERSION, "snapshot": name, "n_articles": len(metadata),
+            "dense_dims": {k: int(v.shape[1]) for k, v in arrays.dense.items()}, "vector_dtype": "float32",
+            "sparse_terms": {k: len(m.vocabulary_) for k, m in arrays.sparse_models.items()},
+            "langs": langs, "sections": sections,
+        }  # no files, checksums or configuration: it was never written
+        return cls(
+            Path(name), manifest, metadata, dict(arrays.dense), {k: m.tocsr() for k, m in arrays.sparse.items()},
+            dict(arrays.sparse_models),
+            np.array([int(a.published_at.timestamp()) for a in articles], dtype=np.int64),
+            row_of={m["id"]: i for i, m in enumerate(metadata)}, lang_codes=lang_codes, lang_values=langs,
+            section_codes=section_codes, section_values=sections,
+            titles=TitleIndex.build([m["title"] for m in metadata]), search=search,
+        )
 
     def __len__(self) -> int:
         return len(self.articles)
@@ -139,7 +154,7 @@ class Snapshot:
     @property
     def searched_by_graph(self) -> bool:
         """Whether queries go through the precomputed lists and graphs instead of an exact scan."""
-        return self.candidates is not None
+        return self.search.approximate
 
     def lang_mask(self, rows: np.ndarray, langs: Sequence[str]) -> np.ndarray:
         """For each row, whether its language is one of langs."""
@@ -258,11 +273,15 @@ def write_snapshot(
         (target / f"sparse_{name}_vocabulary.json").write_text(
             json.dumps(model.vocabulary_, ensure_ascii=False), encoding="utf-8"
         )
-    graphs: list[str] = []
     # A profile without dense signals (the TF-IDF baseline) has nothing to build a graph over: scanned exactly.
     if n >= max(layout.ann_min_articles, 2) and graph_signals(profile):
         with stage("search structures"):
-            graphs = _write_search_structures(target, arrays, profile, layout)
+            # Built from the vectors as they are stored, so candidate lists and queries score the same numbers.
+            stored = {name: np.load(target / f"dense_{name}.npy", mmap_mode="r", allow_pickle=False)
+                      for name in arrays.dense}
+            entries = GraphSearch(graph_signals(profile), layout).build(stored).save(target)
+    else:
+        entries = ExactSearch().save(target)
     files = {p.name: {"xxh3_128": _digest(p), "bytes": p.stat().st_size} for p in sorted(target.iterdir())}
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -274,8 +293,7 @@ def write_snapshot(
         "sparse_terms": {name: len(model.vocabulary_) for name, model in arrays.sparse_models.items()},
         "langs": langs,
         "sections": sections,
-        "graphs": graphs,
-        "candidates": layout.candidates if graphs else 0,
+        **entries,  # graphs, candidates
         "config": profile_fingerprint(profile, identities),
         "python": sys.version.split()[0],
         "files": files,
@@ -286,24 +304,6 @@ def write_snapshot(
     tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, target / "manifest.json")
     return target
-
-
-def _write_search_structures(target: Path, arrays: SignalArrays, profile: Profile, layout: SearchLayout) -> list[str]:
-    """Neighbour graphs and candidate lists of a large snapshot; returns the signals that have a graph."""
-    # Candidates are scored from the vectors as they are stored, so lists and queries agree exactly.
-
-    dense = {name: np.load(target / f"dense_{name}.npy", mmap_mode="r") for name in arrays.dense}
-    n = len(next(iter(dense.values())))
-    graphs = {}
-    for name in graph_signals(profile):
-        # Minutes at a million articles, without a progress callback: say what is going on.
-        event("progress", f"building the neighbour graph of {name} over {n} articles", stage=f"graph ({name})")
-        graphs[name] = build_graph(dense[name], layout)
-        graphs[name].save(str(target / f"graph_{name}.usearch"))
-    with log_progress()("candidate lists", n) as lines:
-        lists = candidate_lists(dense, graphs, layout, on_rows=lines.update)
-    np.save(target / "candidates.npy", lists)
-    return list(graphs)
 
 
 def _manifest_checksum(files: Mapping[str, Any]) -> str:
@@ -360,9 +360,8 @@ def _open_arrays(path: Path, manifest: dict[str, Any], expansion_search: int) ->
     n = manifest["n_articles"]
     articles = ArticleTable.open(path / "articles.jsonl", array("articles_offsets.npy"))
     row_of = RowLookup(array("id_hashes.npy"), array("id_rows.npy"), articles)
-    graphs = {name: open_graph(path / f"graph_{name}.usearch", expansion_search) for name in manifest["graphs"]}
     dense = {name: array(f"dense_{name}.npy") for name in manifest["dense_dims"]}
-    if not graphs:
+    if not manifest["graphs"]:
         # A small index is scanned whole on every query: float32 in memory makes that one BLAS call.
         dense = {name: np.asarray(v, dtype=np.float32) for name, v in dense.items()}
     matrices = {}
@@ -376,8 +375,8 @@ def _open_arrays(path: Path, manifest: dict[str, Any], expansion_search: int) ->
         path, manifest, articles, dense, matrices, LazyModels(path, manifest), published,
         row_of=row_of, lang_codes=np.asarray(array("lang_codes.npy")), lang_values=manifest["langs"],
         section_codes=np.asarray(array("section_codes.npy")), section_values=manifest["sections"],
-        candidates=array("candidates.npy") if graphs else None, graphs=graphs, graph_rows=n if graphs else 0,
         titles=TitleIndex.open(path / "titles.txt", array("titles_offsets.npy")),
+        search=open_search(path, manifest, dense, expansion_search),
     )
 
 

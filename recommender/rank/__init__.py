@@ -6,9 +6,9 @@ Imports index, embed, ingest and the bottom modules, never the engine, serve or 
 from .editorial import EditorialStore, Rules
 from .evaluate import DatasetError, evaluate, load_dataset
 from .explain import explain
-from .ranking import Filters, RankOptions, Related, Suggestion, rank
+from .ranking import Filters, RankOptions, Related, Suggestion, rank, rank_rounds
 
 __all__ = [
     "EditorialStore", "Rules", "DatasetError", "evaluate", "load_dataset", "explain",
-    "Filters", "RankOptions", "Related", "Suggestion", "rank",
+    "Filters", "RankOptions", "Related", "Suggestion", "rank", "rank_rounds",
 ]

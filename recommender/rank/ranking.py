@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -103,6 +103,9 @@ def signal_similarities(
 
 def dense_similarities(matrix: Any, rows: np.ndarray, vector: np.ndarray) -> np.ndarray:
     """Dot products of matrix[rows] with vector: (len(rows),) float32."""
+    if len(rows) == 0:
+        # A round of candidates can be empty (filters that allow no row at all); numkong refuses empty blocks.
+        return np.zeros(0, dtype=np.float32)
     if isinstance(matrix, np.ndarray) and matrix.dtype == np.float16:
         import numkong
 
@@ -191,6 +194,25 @@ def rank(
             suggestion = replace(pinned_scores.suggestion(snapshot, i, row, i), pinned=True)
             suggestions.insert(min(max(position, 1), len(suggestions) + 1) - 1, suggestion)
     return Related(suggestions[: options.k], int(positions.size), removed)
+
+
+def rank_rounds(
+    snapshot: Snapshot,
+    profile: Profile,
+    query: QueryVectors,
+    rounds: Iterator[np.ndarray | None],
+    filters: Filters = Filters(),
+    options: RankOptions = RankOptions(),
+    self_row: int | None = None,
+    pins: Sequence[tuple[int, str]] = (),
+) -> Related:
+    """rank() over each round of candidates (a search's `rounds`, at least one) until one leaves options.k
+    suggestions; else the last round's list. Later rounds are only computed when asked for."""
+    for candidates in rounds:
+        related = rank(snapshot, profile, query, filters, options, self_row, pins, candidates)
+        if len(related.suggestions) >= options.k:
+            break
+    return related
 
 
 def _embargoed(snapshot: Snapshot, row: int, filters: Filters) -> bool:

@@ -12,6 +12,7 @@ from recommender.embed.vectors import SignalArrays
 from recommender.engine import Recommender
 from recommender.index.graph import SearchLayout, graph_signals
 from recommender.index.live import live_view
+from recommender.index.search import ExactSearch, GraphSearch
 from recommender.index.snapshot import (
     load_snapshot,
     new_snapshot_dir,
@@ -77,12 +78,14 @@ def engines(tmp_path_factory):
 def test_a_large_index_has_graphs_lists_and_compact_memory_mapped_vectors(engines):
     exact, graph, articles, _ = engines
     snapshot = graph.snapshot
-    assert snapshot.searched_by_graph and list(snapshot.graphs) == graph_signals(PROFILE) == ["use"]
+    assert isinstance(snapshot.search, GraphSearch) and snapshot.searched_by_graph
+    assert list(snapshot.search.graphs_) == graph_signals(PROFILE) == ["use"]
     assert isinstance(snapshot.dense["use"], np.memmap) and snapshot.dense["use"].dtype == np.float16
-    assert snapshot.candidates.shape == (len(articles), 30) and snapshot.candidates.dtype == np.int32
+    lists = snapshot.search.lists_
+    assert isinstance(lists, np.memmap) and lists.shape == (len(articles), 30) and lists.dtype == np.int32
     rows = np.arange(len(articles))[:, None]
-    assert not (snapshot.candidates == rows).any()  # never the article itself
-    assert not exact.snapshot.searched_by_graph
+    assert not (lists == rows).any()  # never the article itself
+    assert isinstance(exact.snapshot.search, ExactSearch) and not exact.snapshot.searched_by_graph
 
 
 def test_graph_lists_match_the_exact_scan(engines):
@@ -101,7 +104,8 @@ def test_filters_that_empty_the_lists_fall_back_to_a_wider_search(engines):
     # Only story 0 is French: the lists of a German article hold none of it.
     french = Filters(langs=("fr",))
     source = articles[15].id
-    assert not any(i.startswith("s0-") for i in np.asarray(graph.snapshot.candidates[15]).astype(str))
+    listed = [graph.snapshot.articles[int(r)]["id"] for r in graph.snapshot.search.lists_[15] if r >= 0]
+    assert listed and not any(i.startswith("s0-") for i in listed)
     got = graph.related(source, k=5, filters=french).ids
     assert len(got) == 5 and all(i.startswith("s0-") for i in got)
     assert set(got) == set(exact.related(source, k=5, filters=french).ids)

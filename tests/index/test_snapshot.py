@@ -7,6 +7,7 @@ from conftest import make_article, unit_rows
 
 from recommender.embed.encoders import TfidfModel
 from recommender.embed.vectors import SignalArrays
+from recommender.index.search import ExactSearch
 from recommender.index.snapshot import (
     IndexCorrupt,
     IndexMismatch,
@@ -49,7 +50,7 @@ def test_round_trip_keeps_vectors_metadata_and_configuration(tmp_path, articles)
     # Stored as float16; a small (exactly scanned) index is widened to float32 in memory at load.
     assert snapshot.manifest["vector_dtype"] == "float16" and snapshot.dense["use"].dtype == np.float32
     np.testing.assert_allclose(snapshot.dense["use"], arrays.dense["use"], atol=1e-3)
-    assert not snapshot.searched_by_graph and snapshot.graphs == {}
+    assert not snapshot.searched_by_graph and isinstance(snapshot.search, ExactSearch)
     for name in ("tfidf", "names"):
         assert (snapshot.sparse[name] != arrays.sparse[name]).nnz == 0
     assert snapshot.sparse_models["names"].analyzer == "names"

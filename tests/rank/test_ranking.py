@@ -21,9 +21,11 @@ from recommender.ingest.profiles import (
 from recommender.rank.ranking import (
     Filters,
     RankOptions,
+    dense_similarities,
     freshness,
     query_from_row,
     rank,
+    rank_rounds,
 )
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
@@ -121,3 +123,38 @@ def test_fuse_is_the_weighted_mean_of_the_signals():
 def test_empty_result_when_filters_remove_everything(snapshot):
     result = related(snapshot, "flut-1", Filters(sections=("Kultur",)))
     assert result.suggestions == [] and result.removed["section"] > 0
+
+
+def test_no_candidates_at_all_give_an_empty_list_and_pins_stay(snapshot):
+    # The exact round of a graph search when the filters allow no row: an empty array of candidates.
+    row = snapshot.row_of["flut-1"]
+    query, options = query_from_row(snapshot, row), RankOptions(now=NOW, k=3)
+    none = np.zeros(0, dtype=np.int64)
+    assert rank(snapshot, PROFILE, query, Filters(), options, row, candidates=none).suggestions == []
+    pinned = rank(snapshot, PROFILE, query, Filters(), options, row, pins=[(1, "tennis")], candidates=none)
+    assert pinned.ids == ["tennis"] and pinned.suggestions[0].pinned
+
+
+def test_rank_rounds_stops_at_the_first_round_with_k_suggestions(snapshot):
+    row = snapshot.row_of["flut-1"]
+    query, options = query_from_row(snapshot, row), RankOptions(now=NOW, k=2)
+    drawn = []
+
+    def rounds():
+        for candidates in (np.array([row, snapshot.row_of["tennis"]]), None, np.array([-1])):
+            drawn.append(candidates)
+            yield candidates
+
+    found = rank_rounds(snapshot, PROFILE, query, rounds(), Filters(), options, row)
+    assert len(drawn) == 2 and found.ids == related(snapshot, "flut-1", k=2).ids
+    # Never enough: the last round's list, however short.
+    short = rank_rounds(snapshot, PROFILE, query, iter([np.array([snapshot.row_of["tennis"]]), np.array([-1])]),
+                        Filters(), options, row)
+    assert short.suggestions == []
+
+
+def test_similarities_of_no_rows_in_a_float16_matrix_are_empty():
+    matrix = np.eye(4, dtype=np.float16)
+    vector = np.array([1, 0, 0, 0], dtype=np.float32)
+    assert dense_similarities(matrix, np.zeros(0, dtype=np.int64), vector).shape == (0,)
+    np.testing.assert_allclose(dense_similarities(matrix, np.array([2, 0]), vector), [0.0, 1.0])
