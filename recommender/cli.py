@@ -13,7 +13,7 @@ from .config import ConfigError, Settings, load_settings, setting_docs
 from .db import backup_state
 from .embed.cluster import ClusterAddressError, ClusterError
 from .embed.encoders import EncoderUnavailable
-from .engine import Recommender, UnknownArticle, signal_encoder
+from .engine import Recommender, UnknownArticle, UnknownPlacement, signal_encoder
 from .index.snapshot import IndexProblem
 from .ingest.corpus import CorpusError
 from .ingest.profiles import BASELINES, PROFILES, UnknownProfile, get_profile
@@ -22,6 +22,7 @@ from .jobs.index_job import Guards, PublishRefused, build_index
 from .payloads import related_json
 from .progress import event
 from .rank.evaluate import DatasetError, evaluate, load_dataset, union_profile
+from .rank.placements import PlacementError, options_from, placements_from
 from .rank.ranking import Filters
 
 # Errors a user can cause and fix; they get one line, not a traceback. OSError covers unreadable corpus
@@ -62,7 +63,15 @@ def _parser() -> argparse.ArgumentParser:
     related.add_argument("id", help="article id")
     related.add_argument("--index", dest="index_dir", help="index directory (setting index_dir)")
     related.add_argument("--profile", help="ranking profile the index was built with")
-    related.add_argument("-k", type=int, help="number of stories (default: setting default_k)")
+    related.add_argument("-k", type=int, help="number of stories (default: the placement's, else setting default_k)")
+    related.add_argument("--placement", help="named placement whose ranking options apply (`recommender settings`)")
+    related.add_argument("--min-relatedness", type=float, help="leave out stories below this relatedness (0..1)")
+    related.add_argument("--fallback", choices=("none", "recent_same_section", "recent"),
+                         help="fill a short list with the newest stories")
+    related.add_argument("--only-before", action="store_true", default=None,
+                         help="only stories published before the article (background)")
+    related.add_argument("--prefer-lang", help="stories in this language first, the others after them")
+    related.add_argument("--max-per-story", type=int, help="at most this many pieces of one story")
     _filter_arguments(related)
     related.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -175,7 +184,13 @@ def cmd_related(args: argparse.Namespace) -> int:
     if args.k is not None and not 1 <= args.k <= settings.max_k:
         raise UsageError(f"-k must be between 1 and {settings.max_k}")
     engine = Recommender.open(settings)
-    related = engine.related(args.id, args.k, _filters(args))
+    values = {"min_relatedness": args.min_relatedness, "fallback": args.fallback, "only_before": args.only_before,
+              "prefer_lang": args.prefer_lang, "max_per_story": args.max_per_story}
+    try:
+        request = options_from({name: v for name, v in values.items() if v is not None}, settings.max_k)
+        related = engine.related(args.id, args.k, _filters(args), args.placement, request)
+    except (PlacementError, UnknownPlacement) as exc:
+        raise UsageError(str(exc)) from None
     if args.json:
         print(json.dumps(related_json(engine, args.id, related), ensure_ascii=False, indent=2))
         return 0
@@ -185,8 +200,8 @@ def cmd_related(args: argparse.Namespace) -> int:
         print("  (no related stories pass the filters)")
     for rank_number, suggestion in enumerate(related.suggestions, start=1):
         meta = engine.snapshot.articles[suggestion.row]
-        print(f"{rank_number:>3}. {suggestion.score:.3f}  {meta['id']}  [{meta['lang']}, {meta['section']}, "
-              f"{meta['published_at'][:10]}]  {meta['title']}")
+        print(f"{rank_number:>3}. {suggestion.score:.3f}  {suggestion.relation:<13} {meta['id']}  [{meta['lang']}, "
+              f"{meta['section']}, {meta['published_at'][:10]}]  {meta['title']}")
     return 0
 
 
@@ -250,6 +265,11 @@ def format_report(report: dict[str, Any]) -> str:
                 value = value.get(key, {}) if isinstance(value, dict) else {}
             cells.append(f"{value:>{width}.4f}" if isinstance(value, float) else f"{'-':>{width}}")
         lines.append(f"{name:<10}" + "".join(cells))
+    if report.get("diversity"):
+        lines.append(f"diversity of the {rows[0][0]} profile's lists of 5 (same-cluster precision, mean similarity "
+                     "inside a list):")
+        lines += [f"  {variant:<18} {metrics['precision@5']:.4f}  {metrics['mean_pairwise_similarity']:.4f}"
+                  for variant, metrics in report["diversity"].items()]
     return "\n".join(lines)
 
 
@@ -263,7 +283,20 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 def cmd_settings(args: argparse.Namespace) -> int:
     for name, default, help_text in setting_docs():
         print(f"{name:<28} {default!r:<14} {help_text}")
+    _print_placements(load_settings())
     return 0
+
+
+def _print_placements(settings: Settings) -> None:
+    """The placements a request may name: the built-in ones and those of the configuration in use."""
+    try:
+        placements = placements_from(settings.placements, settings.max_k)
+    except PlacementError as exc:
+        raise ConfigError(f"setting 'placements': {exc}") from None
+    print("\nplacements (a request's placement=NAME; options left out come from the settings above):")
+    for name, options in sorted(placements.items()):
+        origin = "configured" if name in settings.placements else "built in"
+        print(f"  {name:<20} {json.dumps(options.to_json())}  ({origin})")
 
 
 COMMANDS = {"index": cmd_index, "related": cmd_related, "serve": cmd_serve, "evaluate": cmd_evaluate,

@@ -7,6 +7,7 @@ not silently fall back to a default.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -22,6 +23,11 @@ class ConfigError(ValueError):
 
 def _setting(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
+
+
+def _table(help: str) -> Any:
+    # A TOML table ([section_half_life_days], [placements.NAME]); in the environment, the same as JSON text.
+    return field(default_factory=dict, hash=False, compare=True, metadata={"help": help})
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,27 @@ class Settings:
     max_k: int = _setting(50, "Largest k a request may ask for.")
     recency_weight: float = _setting(0.1, "Share of the final score given to freshness (0 = similarity only).")
     recency_half_life_days: float = _setting(30.0, "Age in days at which an article's freshness bonus halves.")
+    min_relatedness: float = _setting(
+        0.05, "Calibrated relatedness (0..1, README 'How it ranks') below which a story is not suggested; "
+        "requests and placements may set their own."
+    )
+    fallback: str = _setting(
+        "none", "What fills a list left with fewer than k stories by min_relatedness or the filters: none, "
+        "recent_same_section or recent (the newest stories passing the filters, labelled fallback)."
+    )
+    story_window_days: float = _setting(
+        2.0, "Same-story links published within this many days of the article are labelled same_story; later "
+        "ones follow_up, earlier ones background."
+    )
+    section_half_life_days: dict = _table(
+        "Freshness half-life per section, overriding recency_half_life_days, e.g. {Politik = 3, Wissen = 180} "
+        "(sections compared case-insensitively)."
+    )
+    placements: dict = _table(
+        "Named placements, each a table of ranking options (k, min_relatedness, fallback, recency_weight, "
+        "half_life_days, max_per_story, mmr_lambda, prefer_lang, only_before, lang, section, max_age_days); "
+        "built in: article_bottom, sidebar, archive (README 'Placements')."
+    )
     duplicate_threshold: float = _setting(
         0.8, "Lexical cosine above which two articles count as versions of one text (only the newest is shown)."
     )
@@ -111,10 +138,20 @@ class Settings:
 
 def setting_docs() -> list[tuple[str, Any, str]]:
     """(name, default, help) of every setting, for the README and `--help`."""
-    return [(f.name, f.default, f.metadata["help"]) for f in fields(Settings)]
+    return [(f.name, f.default if f.default is not dataclasses.MISSING else f.default_factory(),  # type: ignore[misc]
+             f.metadata["help"]) for f in fields(Settings)]
 
 
 def _coerce(name: str, kind: type, value: Any) -> Any:
+    if kind is dict:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ConfigError(f"setting {name!r}: {value!r} is not a JSON object") from None
+        if not isinstance(value, dict):
+            raise ConfigError(f"setting {name!r}: expected a table, got {type(value).__name__}")
+        return value
     if isinstance(value, str) and kind is not str:
         text = value.strip()
         try:
@@ -134,7 +171,7 @@ def _coerce(name: str, kind: type, value: Any) -> Any:
     return value
 
 
-_TYPES = {"str": str, "int": int, "float": float, "bool": bool}
+_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "dict": dict}
 
 
 def _build(values: Mapping[str, Any]) -> Settings:
@@ -170,6 +207,15 @@ def _build(values: Mapping[str, Any]) -> Settings:
         raise ConfigError("setting 'cluster_stall_timeout' must be positive")
     if settings.recency_half_life_days <= 0:
         raise ConfigError("setting 'recency_half_life_days' must be positive")
+    if not 0.0 <= settings.min_relatedness <= 1.0:
+        raise ConfigError("setting 'min_relatedness' must be between 0 and 1")
+    if settings.fallback not in ("none", "recent_same_section", "recent"):
+        raise ConfigError("setting 'fallback' must be none, recent_same_section or recent")
+    if settings.story_window_days < 0:
+        raise ConfigError("setting 'story_window_days' must not be negative")
+    for section, days in settings.section_half_life_days.items():
+        if isinstance(days, bool) or not isinstance(days, (int, float)) or not 0 < days <= 36_500:
+            raise ConfigError(f"setting 'section_half_life_days': {section!r} needs a number of days above 0")
     return settings
 
 

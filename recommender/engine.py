@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .config import Settings
+from .config import ConfigError, Settings
 from .embed.cache import EmbeddingCache
 from .embed.signals import RawText, SignalEncoder
 from .embed.vectors import QueryVectors
@@ -25,6 +25,7 @@ from .index.snapshot import (
 from .ingest.corpus import Article
 from .ingest.profiles import Profile, get_profile
 from .rank.editorial import EditorialStore, Rules
+from .rank.placements import Options, PlacementError, placements_from
 from .rank.ranking import (
     Filters,
     RankOptions,
@@ -33,8 +34,13 @@ from .rank.ranking import (
     query_from_row,
     rank_rounds,
 )
+from .rank.selection import Selection
 
 log = logging.getLogger(__name__)
+
+
+class UnknownPlacement(ValueError):
+    """A request named a placement the configuration does not define."""
 
 
 class UnknownArticle(KeyError):
@@ -90,6 +96,10 @@ class Recommender:
     def __post_init__(self) -> None:
         self.base = self.base or self.snapshot
         self._live_version = -1  # build the view on first refresh
+        try:  # at start-up: a placement with a typo must stop the server, not fail its first request
+            self.placements: dict[str, Options] = placements_from(self.settings.placements, self.settings.max_k)
+        except PlacementError as exc:
+            raise ConfigError(f"setting 'placements': {exc}") from None
         self.refresh()
 
     @classmethod
@@ -188,6 +198,36 @@ class Recommender:
             now=now,
         )
 
+    def ranking(self, k: int | None, filters: Filters, placement: str | None, request: Options,
+                reference_time: float | None, now: datetime | None = None) -> tuple[RankOptions, Filters]:
+        """The ranking options and filters of one request: the settings, then the placement's options, then
+        the request's own (each wins over the one before); UnknownPlacement for a name not configured."""
+        if placement is not None and placement not in self.placements:
+            raise UnknownPlacement(f"unknown placement {placement!r} (known: {', '.join(sorted(self.placements))})")
+        chosen = request.over(self.placements[placement]) if placement is not None else request
+        settings = self.settings
+        options = replace(
+            self.options(k or chosen.k, now),
+            recency_weight=settings.recency_weight if chosen.recency_weight is None else chosen.recency_weight,
+            half_life_days=chosen.half_life_days or settings.recency_half_life_days,
+            min_relatedness=settings.min_relatedness if chosen.min_relatedness is None else chosen.min_relatedness,
+            fallback=chosen.fallback or settings.fallback,
+            section_half_life_days=tuple(sorted((name.casefold(), float(days))
+                                                for name, days in settings.section_half_life_days.items())),
+            selection=Selection(chosen.prefer_lang or "", chosen.max_per_story or 0,
+                                1.0 if chosen.mmr_lambda is None else chosen.mmr_lambda),
+            reference_time=reference_time,
+            story_window_days=settings.story_window_days,
+        )
+        filters = replace(
+            filters,
+            langs=filters.langs or chosen.lang or (),
+            sections=filters.sections or chosen.section or (),
+            max_age_days=chosen.max_age_days if filters.max_age_days is None else filters.max_age_days,
+            published_before=reference_time if chosen.only_before else None,
+        )
+        return options, filters
+
     def _schedule(self, snapshot: Snapshot) -> np.ndarray:
         """The publication times still ahead when this snapshot was first served, sorted; one pass over the
         dates per snapshot (a new snapshot or live view is a new object), so requests only bisect it."""
@@ -218,27 +258,34 @@ class Recommender:
         now = self.clock()
         return filters if self.next_release(snapshot, now) is None else replace(filters, published_by=now)
 
-    def related(self, article_id: str, k: int | None = None, filters: Filters = Filters()) -> Related:
+    def related(self, article_id: str, k: int | None = None, filters: Filters = Filters(),
+                placement: str | None = None, request: Options = Options()) -> Related:
         """Related stories of an indexed article (never the article itself or a version of it); the article
-        may be scheduled (a CMS preview), the stories in its list never are."""
+        may be scheduled (a CMS preview), the stories in its list never are. placement and request: see
+        `ranking`."""
         snapshot, rules = self.snapshot, self.rules()  # one consistent snapshot for the whole request
         row = snapshot.row_of.get(article_id)
         if row is None or article_id in rules.taken_down:
             raise UnknownArticle(article_id)
+        options, filters = self.ranking(k, filters, placement, request, float(snapshot.published_at[row]))
         query = query_from_row(snapshot, row)
         filters = replace(self._embargo(snapshot, filters),
                           exclude_ids=(*filters.exclude_ids, *sorted(rules.hidden_for(article_id))))
-        return self._ranked(snapshot, query, filters, self.options(k), row, rules.pins.get(article_id, ()))
+        return self._ranked(snapshot, query, filters, options, row, rules.pins.get(article_id, ()))
 
     def related_to_text(self, text: RawText, k: int | None = None, filters: Filters = Filters(),
-                        now: datetime | None = None) -> Related:
+                        now: datetime | None = None, placement: str | None = None,
+                        request: Options = Options()) -> Related:
         """Related stories of an article that is not in the index (title + body of a draft); ages are
-        measured from now (default: the present), e.g. the draft's own publication time."""
+        measured from now (default: the present), e.g. the draft's own publication time, which is also the
+        reference of the labels and of only_before."""
         snapshot = self.snapshot
+        reference = (now or datetime.now(timezone.utc)).timestamp()
+        options, filters = self.ranking(k, filters, placement, request, reference, now)
         query = self.encoder.embed_query(text, snapshot.sparse_models)
         filters = replace(self._embargo(snapshot, filters),
                           exclude_ids=(*filters.exclude_ids, *sorted(self.rules().hidden_for(None))))
-        return self._ranked(snapshot, query, filters, self.options(k, now))
+        return self._ranked(snapshot, query, filters, options)
 
     def _ranked(self, snapshot: Snapshot, query: QueryVectors, filters: Filters, options: RankOptions,
                 self_row: int | None = None, pins: Sequence[tuple[int, str]] = ()) -> Related:

@@ -9,7 +9,8 @@ from .rank.ranking import Related
 
 def related_json(engine: Recommender, article_id: str | None, related: Related) -> dict[str, Any]:
     """The JSON shape of a related list (shared by the CLI and the API)."""
-    items = [{**item_json(engine.snapshot.articles[s.row]), "score": round(s.score, 4)} for s in related.suggestions]
+    items = [{**item_json(engine.snapshot.articles[s.row]), "score": round(s.score, 4),
+              "relatedness": round(s.relatedness, 4), "relation": s.relation} for s in related.suggestions]
     return {"article_id": article_id, "items": items, "index_version": engine.snapshot.version}
 
 

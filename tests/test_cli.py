@@ -48,7 +48,8 @@ def test_index_then_related_as_table_and_json(corpus, env, capsys):
     answer = json.loads(capsys.readouterr().out)
     assert answer["article_id"] == "flut-0" and answer["index_version"]
     assert [i["id"] for i in answer["items"]][:1] == ["flut-2"]
-    assert set(answer["items"][0]) == {"id", "title", "teaser", "url", "published_at", "section", "lang", "score"}
+    assert set(answer["items"][0]) == {"id", "title", "teaser", "url", "published_at", "section", "lang", "score",
+                                       "relatedness", "relation"}
 
 
 @pytest.mark.parametrize(

@@ -151,7 +151,11 @@ def live_view(
     section_codes = np.concatenate(
         [base.section_codes, codes_of([a.section.casefold() for a in articles], sections)]).astype(np.uint32)
     manifest = {**base.manifest, "snapshot": f"{base.version}+live{version}"}
+    evergreen = None
+    if base.evergreen is not None or any(a.evergreen for a in articles):
+        old = base.evergreen if base.evergreen is not None else np.zeros(len(base), dtype=bool)
+        evergreen = np.concatenate([old, [a.evergreen for a in articles]]).astype(bool)
     return replace(base, manifest=manifest, articles=table, titles=base.titles.extended([a.title for a in articles]),
                    dense=dense, sparse=matrices, published_at=stamps, shadowed=shadowed if shadowed.any() else None,
                    row_of=row_of, lang_codes=lang_codes, lang_values=langs, section_codes=section_codes,
-                   section_values=sections)
+                   section_values=sections, evergreen=evergreen)

@@ -12,6 +12,7 @@ Layout of an index directory::
     DIR/snapshots/<name>/dense_<signal>.npy           (n_articles, dim) float16 or float32, memory-mapped
     DIR/snapshots/<name>/sparse_<signal>_{data,indices,indptr,idf}.npy, sparse_<signal>_vocabulary.json
     DIR/snapshots/<name>/published_at.npy             (n_articles,) int64 seconds since the epoch
+    DIR/snapshots/<name>/evergreen.npy                (n_articles,) bool, only when some article is evergreen
     DIR/snapshots/<name>/graph_<signal>.usearch       large indexes only: neighbour graph (search.GraphSearch)
     DIR/snapshots/<name>/candidates.npy               large indexes only: (n_articles, C) int32 candidate rows
 
@@ -93,6 +94,7 @@ class Snapshot:
     search : which rows are worth ranking for a query (ExactSearch, or GraphSearch in large indexes); it
         covers rows 0 .. search.n_rows_ - 1, rows after those (live articles) are candidates of every query
     shadowed : bool ndarray of shape (n_articles,) or None: rows replaced by a newer live version
+    evergreen : bool ndarray of shape (n_articles,) or None (no evergreen article): rows exempt from the decay
     """
 
     path: Path
@@ -110,6 +112,7 @@ class Snapshot:
     titles: TitleIndex
     search: Search
     shadowed: np.ndarray | None = None
+    evergreen: np.ndarray | None = None
 
     @classmethod
     def in_memory(cls, articles: Sequence[Article], arrays: SignalArrays,
@@ -136,6 +139,7 @@ class Snapshot:
             row_of={m["id"]: i for i, m in enumerate(metadata)}, lang_codes=lang_codes, lang_values=langs,
             section_codes=section_codes, section_values=sections,
             titles=TitleIndex.build([m["title"] for m in metadata]), search=search,
+            evergreen=evergreen_column(articles),
         )
 
     def __len__(self) -> int:
@@ -212,7 +216,15 @@ def _digest(path: Path) -> str:
 def descriptive_metadata(article: Article) -> dict[str, Any]:
     """What a snapshot keeps of an article beside its text and language: a change here changes no vector."""
     return {"url": article.url, "published_at": article.published_at.isoformat(), "section": article.section,
-            "tags": list(article.tags), "author": article.author}
+            "tags": list(article.tags), "author": article.author,
+            # Only when set: snapshots written before the flag existed then compare equal, and stay unchanged.
+            **({"evergreen": True} if article.evergreen else {})}
+
+
+def evergreen_column(articles: Sequence[Article]) -> np.ndarray | None:
+    """Which articles are evergreen: bool ndarray of shape (n_articles,), or None when none is."""
+    flags = np.array([a.evergreen for a in articles], dtype=bool)
+    return flags if flags.any() else None
 
 
 def article_metadata(article: Article) -> dict[str, Any]:
@@ -259,6 +271,9 @@ def write_snapshot(
     np.save(target / "section_codes.npy", section_codes)
     stamps = np.array([int(a.published_at.timestamp()) for a in articles], dtype=np.int64)
     np.save(target / "published_at.npy", stamps)
+    evergreen = evergreen_column(articles)
+    if evergreen is not None:  # an optional file: snapshots without it (and older ones) have no evergreen row
+        np.save(target / "evergreen.npy", evergreen)
     for name, vectors in arrays.dense.items():
         if vectors.shape[0] != n:
             raise ValueError(f"signal {name}: {vectors.shape[0]} vectors for {n} articles")
@@ -377,6 +392,7 @@ def _open_arrays(path: Path, manifest: dict[str, Any], expansion_search: int) ->
         section_codes=np.asarray(array("section_codes.npy")), section_values=manifest["sections"],
         titles=TitleIndex.open(path / "titles.txt", array("titles_offsets.npy")),
         search=open_search(path, manifest, dense, expansion_search),
+        evergreen=np.asarray(array("evergreen.npy"), dtype=bool) if "evergreen.npy" in manifest.get("files", {}) else None,
     )
 
 

@@ -62,6 +62,8 @@ class Article:
     section: str = ""
     tags: tuple[str, ...] = ()
     author: str = ""
+    # Exempt from the freshness decay: an explainer or a guide that stays worth reading for years.
+    evergreen: bool = False
 
     def content_hash(self) -> str:
         """Hash of everything that changes what the article says (not its URL or byline)."""
@@ -141,6 +143,8 @@ def article_from_json(data: Any, max_future_days: int = 366, now: datetime | Non
     for name in ("id", "title", "body", "published_at", "lang", *OPTIONAL_TEXT):
         if data.get(name) is not None and not isinstance(data[name], str):
             raise ValueError(f"field {name!r} must be a string, got {type(data[name]).__name__}")
+    if not isinstance(data.get("evergreen", False), bool):
+        raise ValueError("field 'evergreen' must be true or false")
     tags = data.get("tags") or []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise ValueError("field 'tags' must be a list of strings")
@@ -181,6 +185,7 @@ def article_from_json(data: Any, max_future_days: int = 366, now: datetime | Non
         section=(data.get("section") or "").strip(),
         tags=tuple(t.strip() for t in tags if t.strip()),
         author=(data.get("author") or "").strip(),
+        evergreen=data.get("evergreen", False),
     )
 
 
@@ -193,7 +198,8 @@ def article_from_stored(data: dict[str, Any]) -> Article:
     return Article(id=data["id"], title=data["title"], body=data["body"],
                    published_at=parse_datetime(data["published_at"]), lang=data["lang"], url=data.get("url", ""),
                    teaser=data.get("teaser", ""), section=data.get("section", ""),
-                   tags=tuple(data.get("tags", ())), author=data.get("author", ""))
+                   tags=tuple(data.get("tags", ())), author=data.get("author", ""),
+                   evergreen=bool(data.get("evergreen", False)))
 
 
 def decode_record(raw: bytes) -> Any:

@@ -10,6 +10,7 @@ from typing import Any, Literal, Mapping
 
 import numpy as np
 
+from .calibration import IDENTITY, Calibration, stored_calibrations
 from .textprep import TextView
 
 SignalKind = Literal["e5", "use", "sbert", "tfidf", "names"]
@@ -41,6 +42,15 @@ class Profile:
     def to_json(self) -> dict[str, Any]:
         """Plain values for the index manifest (compared on load)."""
         return {"name": self.name, "signals": [s.to_json() for s in self.signals]}
+
+    @property
+    def calibration(self) -> Calibration:
+        """The map from this profile's fused similarity to relatedness (calibration.py); identity if unfitted."""
+        return stored_calibrations().get(self.name, IDENTITY)
+
+    def relatedness(self, similarity: Any) -> np.ndarray:
+        """Calibrated relatedness in [0, 1] of fused similarities: float32, same shape."""
+        return self.calibration(similarity)
 
     @property
     def weighted(self) -> tuple[SignalSpec, ...]:

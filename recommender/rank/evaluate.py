@@ -18,6 +18,8 @@ from ..embed.vectors import SignalArrays
 from ..ingest.corpus import Article
 from ..ingest.profiles import Profile, SignalSpec
 from ..progress import Progress, no_progress
+from .relations import same_story
+from .selection import Selection, select
 
 LABEL_FIELDS = ("cluster", "category")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -139,9 +141,11 @@ def pair_metrics(dataset: Dataset, profile: Profile, sims: dict[str, np.ndarray]
     return result
 
 
-def label_metrics(dataset: Dataset, similarity: np.ndarray, label: str) -> dict[str, float]:
+def label_metrics(dataset: Dataset, similarity: np.ndarray, label: str,
+                  profile: Profile | None = None) -> dict[str, float]:
     """precision@5 and nDCG@10 of same-label neighbours (an article is never its own neighbour);
-    with a topic field also the share of the top 5 that is the same topic but another label."""
+    with a topic field also the share of the top 5 that is the same topic but another label; with a profile,
+    for the cluster label, how well its same-story relation labels (relations.py) match the clusters."""
     values = np.array(["" if v is None else v for v in dataset.labels[label]])
     has = values != ""
     rows = np.flatnonzero(has)
@@ -161,6 +165,53 @@ def label_metrics(dataset: Dataset, similarity: np.ndarray, label: str) -> dict[
         all_topics = np.array(["" if t is None else t for t in dataset.topics])[rows]
         other = (all_topics[top5] == topics[:, None]) & ~np.take_along_axis(same, top5, axis=1)
         result["same_topic_other_event@5"] = round(float(other.mean()), 4)
+    if profile is not None and label == "cluster":
+        result.update(same_story_metrics(profile, sim, same))
+    return result
+
+
+def same_story_metrics(profile: Profile, sim: np.ndarray, same: np.ndarray, top: int = 10) -> dict[str, float]:
+    """Over each article's top neighbours: the share of links labelled same story (same_story, follow_up or
+    background) that are the same cluster (precision), and of same-cluster links that got such a label
+    (recall). The data has no dates, so order cannot tell the three apart; only the threshold is tested."""
+    nearest = np.argsort(-sim, axis=1)[:, :top]
+    labelled = same_story(profile.relatedness(np.take_along_axis(sim, nearest, axis=1)))
+    truth = np.take_along_axis(same, nearest, axis=1)
+    precision = float(truth[labelled].mean()) if labelled.any() else 0.0
+    recall = float(labelled[truth].mean()) if truth.any() else 0.0
+    return {"same_story_precision": round(precision, 4), "same_story_recall": round(recall, 4)}
+
+
+# Diversity settings measured by `evaluate` on data with clusters: off, caps per story, and MMR.
+DIVERSITY_VARIANTS: dict[str, Selection] = {
+    "off": Selection(), "max_per_story=2": Selection(max_per_story=2), "max_per_story=1": Selection(max_per_story=1),
+    "mmr_lambda=0.7": Selection(mmr_lambda=0.7), "mmr_lambda=0.5": Selection(mmr_lambda=0.5),
+}
+
+
+def diversity_metrics(dataset: Dataset, profile: Profile, similarity: np.ndarray, k: int = 5,
+                      pool: int = 30) -> dict[str, dict[str, float]]:
+    """For each diversity variant: precision@k of same-cluster links and the mean fused similarity between the
+    k stories of a list (lower = more varied), over every article with a cluster; lists chosen by
+    selection.select from each article's pool nearest, as the ranking does."""
+    values = np.array(["" if v is None else v for v in dataset.labels["cluster"]])
+    rows = np.flatnonzero(values != "")
+    sim = similarity[np.ix_(rows, rows)].astype(np.float64)
+    np.fill_diagonal(sim, -np.inf)
+    related = profile.relatedness(np.where(np.isinf(sim), -1.0, sim))
+    result = {}
+    for name, selection in DIVERSITY_VARIANTS.items():
+        precision, spread = [], []
+        for i in range(len(rows)):
+            nearest = np.argsort(-sim[i])[:pool]
+            pairs = sim[np.ix_(nearest, nearest)]
+            chosen = nearest[select(sim[i, nearest], k, selection, similarity=pairs,
+                                    same_story=same_story(related[np.ix_(nearest, nearest)]))]
+            precision.append(float(np.mean(values[rows][chosen] == values[rows][i])))
+            inner = sim[np.ix_(chosen, chosen)][np.triu_indices(len(chosen), 1)]
+            spread.append(float(inner.mean()) if inner.size else 0.0)
+        result[name] = {f"precision@{k}": round(float(np.mean(precision)), 4),
+                        "mean_pairwise_similarity": round(float(np.mean(spread)), 4)}
     return result
 
 
@@ -179,7 +230,7 @@ def profile_metrics(dataset: Dataset, profile: Profile, pair_sims: dict | None, 
         result["pairs"] = pair_metrics(dataset, profile, pair_sims)
     if full is not None:
         fused = weighted(profile, full)
-        result["labels"] = {label: label_metrics(dataset, fused, label) for label in dataset.labels}
+        result["labels"] = {label: label_metrics(dataset, fused, label, profile) for label in dataset.labels}
     return result
 
 
@@ -204,4 +255,6 @@ def evaluate(
         **profile_metrics(dataset, profile, pair_sims, full),
         "baselines": {b.name: profile_metrics(dataset, b, pair_sims, full) for b in baselines},
     }
+    if full is not None and "cluster" in dataset.labels:
+        report["diversity"] = diversity_metrics(dataset, profile, weighted(profile, full))
     return report

@@ -41,6 +41,8 @@ def explain(snapshot: Snapshot, profile: Profile, article_row: int, related: Rel
             "pinned": suggestion.pinned,
             "score": round(suggestion.score, 4),
             "similarity": round(suggestion.similarity, 4),
+            "relatedness": round(suggestion.relatedness, 4),
+            "relation": suggestion.relation,
             "signals": {name: {"similarity": round(value, 4), "weight": weights.get(name, 0.0)}
                         for name, value in sorted(suggestion.signals.items())},
             "freshness": round(suggestion.freshness, 4),

@@ -11,6 +11,9 @@ from ..embed.vectors import QueryVectors
 from ..index import sparserows
 from ..index.snapshot import Snapshot
 from ..ingest.profiles import Profile
+from .relations import relation as relation_of
+from .relations import same_story
+from .selection import Selection, select
 
 SECONDS_PER_DAY = 86400.0
 
@@ -26,6 +29,12 @@ class Filters:
     # The embargo: only articles published at or before this moment (seconds since the epoch); the engine
     # sets it to the wall clock whenever a scheduled article is waiting, and leaves it None otherwise.
     published_by: float | None = None
+    # only_before: only articles published strictly before this moment (the article's own publication: the
+    # background-linking case); set by the engine from the request, None otherwise.
+    published_before: float | None = None
+
+
+FALLBACKS = ("none", "recent_same_section", "recent")
 
 
 @dataclass(frozen=True)
@@ -33,8 +42,17 @@ class RankOptions:
     """How the list is put together.
 
     recency_weight : share of the final score that is freshness, 0.5 ** (age_days / half_life_days)
+    half_life_days : the half-life of freshness; section_half_life_days overrides it per (casefolded) section,
+        and evergreen articles do not decay at all
     duplicate_threshold : lexical cosine at or above which two articles are versions of one text
     now : the moment ages are measured from (default: the present)
+    min_relatedness : calibrated relatedness (ingest/calibration.py) below which a story is not suggested
+    fallback : what fills a list that has fewer than k after the threshold: 'none', 'recent_same_section'
+        (the newest stories of the article's section that pass the filters) or 'recent'
+    selection : language preference, cap per story and MMR (selection.py)
+    reference_time : the article's publication time (seconds since the epoch), which tells follow-ups from
+        background in the labels; None for a text without a date
+    story_window_days : same-story links published within this many days of the article are `same_story`
     """
 
     k: int = 5
@@ -42,6 +60,12 @@ class RankOptions:
     half_life_days: float = 30.0
     duplicate_threshold: float = 0.8
     now: datetime | None = None
+    min_relatedness: float = 0.0
+    fallback: str = "none"
+    section_half_life_days: tuple[tuple[str, float], ...] = ()
+    selection: Selection = Selection()
+    reference_time: float | None = None
+    story_window_days: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +80,8 @@ class Suggestion:
     signals: dict[str, float]
     hidden_versions: tuple[str, ...] = ()
     pinned: bool = False
+    relatedness: float = 0.0
+    relation: str = "related_topic"
 
 
 @dataclass(frozen=True)
@@ -65,6 +91,8 @@ class Related:
     suggestions: list[Suggestion]
     considered: int
     removed: dict[str, int] = field(default_factory=dict)
+    # The candidates reached below min_relatedness: a wider search would find nothing that passes it.
+    exhausted: bool = False
 
     @property
     def ids(self) -> list[str]:
@@ -116,11 +144,30 @@ def dense_similarities(matrix: Any, rows: np.ndarray, vector: np.ndarray) -> np.
     return np.asarray(np.asarray(matrix[rows], dtype=np.float32) @ vector, dtype=np.float32)
 
 
-def freshness(published_at: np.ndarray, now: datetime, half_life_days: float) -> np.ndarray:
-    """0.5 ** (age / half-life) for each timestamp; an article after now (newer than a dated draft) is as
-    fresh as one as far before it: a future date is distance, never "perfectly fresh"."""
+def freshness(published_at: np.ndarray, now: datetime, half_life_days: float | np.ndarray) -> np.ndarray:
+    """0.5 ** (age / half-life) for each timestamp (half-life: one for all, or one per timestamp); an article
+    after now (newer than a dated draft) is as fresh as one as far before it: a future date is distance, never
+    "perfectly fresh"."""
     age_days = np.abs(now.timestamp() - published_at.astype(np.float64)) / SECONDS_PER_DAY
     return np.power(0.5, age_days / half_life_days).astype(np.float32)
+
+
+def row_freshness(snapshot: Snapshot, rows: np.ndarray | None, now: datetime, options: RankOptions) -> np.ndarray:
+    """Freshness of rows (None: all), with the half-life of each row's section and evergreen rows at 1."""
+    stamps = snapshot.published_at if rows is None else snapshot.published_at[rows]
+    half_life: float | np.ndarray = options.half_life_days
+    if options.section_half_life_days:
+        # One half-life per section code, then one lookup per row: no string work per row.
+        by_code = np.full(len(snapshot.section_values), options.half_life_days, dtype=np.float64)
+        for section, days in options.section_half_life_days:
+            if section in snapshot.section_values:
+                by_code[snapshot.section_values.index(section)] = days
+        codes = snapshot.section_codes if rows is None else snapshot.section_codes[rows]
+        half_life = by_code[codes]
+    fresh = freshness(stamps, now, half_life)
+    if snapshot.evergreen is not None:
+        fresh[snapshot.evergreen if rows is None else snapshot.evergreen[rows]] = 1.0
+    return fresh
 
 
 def allowed_rows(snapshot: Snapshot, filters: Filters, now: datetime, rows: np.ndarray | None = None,
@@ -146,6 +193,8 @@ def allowed_rows(snapshot: Snapshot, filters: Filters, now: datetime, rows: np.n
         apply("max_age", snapshot.published_at[rows] >= oldest)
     if filters.published_by is not None:
         apply("embargo", snapshot.published_at[rows] <= filters.published_by)
+    if filters.published_before is not None:
+        apply("only_before", snapshot.published_at[rows] < filters.published_before)
     if filters.exclude_ids:
         excluded = [snapshot.row_of.get(i) for i in filters.exclude_ids]
         apply("exclude", ~np.isin(rows, [r for r in excluded if r is not None]))
@@ -165,8 +214,8 @@ def rank(
     """The top options.k related articles for a query; never the query article itself (self_row) nor any
     version of it, and never two versions of one text: near-duplicates collapse to their newest member.
 
-    pins : (1-based position, article id) an editor fixed in this list; pinned articles skip the filters
-    (the editor chose them) but not exclude_ids, which carries blocks and takedowns.
+    pins : (1-based position, article id) an editor fixed in this list; pinned articles skip the filters and
+    the relatedness threshold (the editor chose them) but not exclude_ids, which carries blocks and takedowns.
     candidates : the rows to consider (-1 entries ignored); None scans every row
     """
     now = options.now or datetime.now(timezone.utc)
@@ -185,15 +234,23 @@ def rank(
         is_self = rows == self_row
         removed["self_and_versions"] = int(np.count_nonzero(mask & is_self))
         mask &= ~is_self
-    positions = np.flatnonzero(mask)
-    suggestions = _collapsed(snapshot, query, rows, positions, scores, options, removed)
+    considered = int(np.count_nonzero(mask))
+    exhausted = False
+    if options.min_relatedness > 0:
+        weak = scores.relatedness(profile) < options.min_relatedness
+        removed["min_relatedness"] = int(np.count_nonzero(mask & weak))
+        mask &= ~weak
+        # Candidates come nearest first: once some fall below the threshold, a wider search finds none above it.
+        exhausted = bool(weak.any())
+    suggestions = _chosen(snapshot, profile, query, rows, np.flatnonzero(mask), scores, options, removed)
     if pinned_rows:
         pinned = np.array([row for _position, row in pinned_rows])
         pinned_scores = _Scores.of(snapshot, profile, query, now, options, pinned)
         for i, (position, row) in enumerate(pinned_rows):
-            suggestion = replace(pinned_scores.suggestion(snapshot, i, row, i), pinned=True)
+            suggestion = replace(_labelled(pinned_scores.suggestion(snapshot, i, row, i), snapshot, profile, options),
+                                 pinned=True)
             suggestions.insert(min(max(position, 1), len(suggestions) + 1) - 1, suggestion)
-    return Related(suggestions[: options.k], int(positions.size), removed)
+    return Related(suggestions[: options.k], considered, removed, exhausted)
 
 
 def rank_rounds(
@@ -207,11 +264,14 @@ def rank_rounds(
     pins: Sequence[tuple[int, str]] = (),
 ) -> Related:
     """rank() over each round of candidates (a search's `rounds`, at least one) until one leaves options.k
-    suggestions; else the last round's list. Later rounds are only computed when asked for."""
+    suggestions, or reaches below the relatedness threshold; else the last round's list. Later rounds are only
+    computed when asked for. A list still short then gets options.fallback's stories."""
     for candidates in rounds:
         related = rank(snapshot, profile, query, filters, options, self_row, pins, candidates)
-        if len(related.suggestions) >= options.k:
+        if len(related.suggestions) >= options.k or related.exhausted:
             break
+    if options.fallback != "none" and len(related.suggestions) < options.k:
+        related = with_fallback(snapshot, profile, query, related, filters, options, self_row)
     return related
 
 
@@ -234,10 +294,13 @@ class _Scores:
            rows: np.ndarray | None) -> "_Scores":
         sims = signal_similarities(snapshot, query, [s.name for s in profile.weighted], rows)
         similarity = profile.fuse(sims)
-        stamps = snapshot.published_at if rows is None else snapshot.published_at[rows]
-        fresh = freshness(stamps, now, options.half_life_days)
+        fresh = row_freshness(snapshot, rows, now, options)
         final = (1.0 - options.recency_weight) * similarity + options.recency_weight * fresh
         return cls(sims, similarity, fresh, final)
+
+    def relatedness(self, profile: Profile) -> np.ndarray:
+        """Calibrated relatedness of every scored row."""
+        return profile.relatedness(self.similarity)
 
     def suggestion(self, snapshot: Snapshot, best: int, shown_row: int, shown: int, **extra: Any) -> Suggestion:
         """The suggestion for the row at position shown, scored by the version at position best."""
@@ -248,8 +311,18 @@ class _Scores:
         )
 
 
-def _collapsed(
+def _labelled(suggestion: Suggestion, snapshot: Snapshot, profile: Profile, options: RankOptions,
+              relation: str | None = None) -> Suggestion:
+    """The suggestion with its calibrated relatedness and its relation to the article (relations.py)."""
+    related = float(profile.relatedness(suggestion.similarity))
+    label = relation or relation_of(related, float(snapshot.published_at[suggestion.row]), options.reference_time,
+                                    options.story_window_days)
+    return replace(suggestion, relatedness=related, relation=label)
+
+
+def _chosen(
     snapshot: Snapshot,
+    profile: Profile,
     query: QueryVectors,
     rows: np.ndarray,
     positions: np.ndarray,
@@ -257,30 +330,22 @@ def _collapsed(
     options: RankOptions,
     removed: dict[str, int],
 ) -> list[Suggestion]:
-    """The best candidates as suggestions, versions of the query dropped and versions of one text merged.
+    """The best candidates as suggestions: versions of the query dropped, versions of one text merged, then
+    chosen by options.selection (language, cap per story, MMR).
     rows : the scored rows (scores are aligned with them); positions : those of them still allowed."""
     if positions.size == 0:
         return []
-    # Collapsing needs more candidates than k: versions of one text, and of the query itself, eat places.
-    # Versions are near-identical texts, so they rank next to each other and inside a pool a little larger
-    # than k; a pool that collapses to fewer than k texts is doubled.
-    final = scores.final
-    pool = min(positions.size, options.k * 2 + 6)
-    while True:
-        top = positions[np.argpartition(-final[positions], pool - 1)[:pool]]
-        top = top[np.lexsort((rows[top], -final[top]))]
-        # One product gives both the query's lexical similarity with the pool and the pool's among itself.
-        products = sparserows.gram(snapshot.tfidf, rows[top], query.sparse["tfidf"])
-        lexical = products[0, 1:]
-        kept = lexical < options.duplicate_threshold  # the rest are versions of the query
-        groups = _group_versions(products[1:, 1:][np.ix_(kept, kept)], options.duplicate_threshold)
-        if len(groups) > options.k or pool == positions.size:
-            break
-        pool = min(positions.size, pool * 2)
+    need = options.k if not options.selection.reorders else 3 * options.k + 6
+    top, lexical, groups = version_groups(snapshot.tfidf, query, rows, positions, scores.final, need,
+                                          options.duplicate_threshold)
+    kept = lexical < options.duplicate_threshold
     removed["self_and_versions"] = removed.get("self_and_versions", 0) + int(np.count_nonzero(~kept))
     top, lexical = top[kept], lexical[kept]
+    leaders = np.array([top[members[0]] for members in groups], dtype=np.int64)
+    picked = _select(snapshot, profile, rows, leaders, scores, options)
     suggestions: list[Suggestion] = []
-    for members in groups[: options.k]:
+    for index in picked:
+        members = groups[index]
         group = top[members]
         shown = int(group[np.argmax(snapshot.published_at[rows[group]])])  # newest version
         best = int(group[0])
@@ -289,9 +354,100 @@ def _collapsed(
             hidden_versions=tuple(snapshot.articles[int(rows[g])]["id"] for g in group if int(g) != shown),
         )
         suggestion.signals["tfidf"] = float(lexical[members[0]])
-        suggestions.append(suggestion)
+        suggestions.append(_labelled(suggestion, snapshot, profile, options))
     removed["duplicate_versions"] = sum(len(s.hidden_versions) for s in suggestions)
     return suggestions
+
+
+def _select(snapshot: Snapshot, profile: Profile, rows: np.ndarray, leaders: np.ndarray, scores: _Scores,
+            options: RankOptions) -> list[int]:
+    """Which version groups (by their leaders, positions into rows, best first) make the list, in order."""
+    selection = options.selection
+    if not selection.reorders:
+        return list(range(min(options.k, leaders.size)))
+    preferred = snapshot.lang_mask(rows[leaders], [selection.prefer_lang]) if selection.prefer_lang else None
+    similarity = same = None
+    if selection.needs_pairs:
+        similarity = pairwise_similarity(snapshot, profile, rows[leaders])
+        same = same_story(profile.relatedness(similarity))
+    return select(scores.final[leaders], options.k, selection, preferred, similarity, same)
+
+
+def pairwise_similarity(snapshot: Snapshot, profile: Profile, rows: np.ndarray) -> np.ndarray:
+    """The profile's fused similarity between the given rows: (len(rows), len(rows)) float32."""
+    sims: dict[str, np.ndarray] = {}
+    for signal in profile.weighted:
+        if signal.name in snapshot.dense:
+            vectors = np.asarray(snapshot.dense[signal.name][rows], dtype=np.float32)
+            sims[signal.name] = vectors @ vectors.T
+        else:
+            sims[signal.name] = sparserows.gram(snapshot.sparse[signal.name], rows)
+    return profile.fuse(sims)
+
+
+def with_fallback(snapshot: Snapshot, profile: Profile, query: QueryVectors, related: Related, filters: Filters,
+                  options: RankOptions, self_row: int | None = None) -> Related:
+    """related filled up to options.k with the newest stories that pass the filters (of the article's section
+    for 'recent_same_section'), labelled `fallback`: never the article or a version of it, never a story
+    already listed, a taken-down (exclude_ids) or embargoed one."""
+    now = options.now or datetime.now(timezone.utc)
+    allowed = allowed_rows(snapshot, filters, now)
+    listed = [s.row for s in related.suggestions] + ([self_row] if self_row is not None else [])
+    allowed[listed] = False
+    if options.fallback == "recent_same_section" and self_row is not None:
+        allowed &= snapshot.section_codes == snapshot.section_codes[self_row]
+    newest = newest_rows(snapshot, np.flatnonzero(allowed), options.k - len(related.suggestions), query,
+                         [s.row for s in related.suggestions], options.duplicate_threshold)
+    if newest.size == 0:
+        return related
+    scores = _Scores.of(snapshot, profile, query, now, options, newest)
+    filled = [_labelled(scores.suggestion(snapshot, i, int(row), i), snapshot, profile, options, "fallback")
+              for i, row in enumerate(newest)]
+    removed = {**related.removed, "fallback_added": len(filled)}
+    return replace(related, suggestions=[*related.suggestions, *filled], removed=removed)
+
+
+def newest_rows(snapshot: Snapshot, rows: np.ndarray, count: int, query: QueryVectors, listed: Sequence[int],
+                duplicate_threshold: float) -> np.ndarray:
+    """Up to count of rows, newest first, leaving out versions (lexical near-duplicates) of the query, of the
+    listed rows and of each other."""
+    if rows.size == 0 or count <= 0:
+        return np.zeros(0, dtype=np.int64)
+    pool = min(rows.size, 2 * count + 6)  # a few spare: a version of a listed story is skipped
+    newest = rows[np.argpartition(-snapshot.published_at[rows], pool - 1)[:pool]]
+    newest = newest[np.lexsort((newest, -snapshot.published_at[newest]))]
+    everything = np.concatenate([np.asarray(listed, dtype=np.int64), newest]).astype(np.int64)
+    products = sparserows.gram(snapshot.tfidf, everything, query.sparse["tfidf"])
+    chosen: list[int] = []
+    for i in range(len(listed), len(everything)):
+        earlier = [0, *range(1, len(listed) + 1), *[len(listed) + 1 + c for c in chosen]]
+        if products[1 + i, earlier].max(initial=0.0) < duplicate_threshold:
+            chosen.append(i - len(listed))
+            if len(chosen) == count:
+                break
+    return newest[chosen]
+
+
+def version_groups(tfidf: Any, query: QueryVectors, rows: np.ndarray, positions: np.ndarray, final: np.ndarray,
+                   need: int, threshold: float) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+    """The best-scored positions as a pool large enough to hold more than need texts once versions collapse:
+    (pool positions best first, each one's lexical similarity to the query, groups of versions among the pool
+    members that are not versions of the query, as indices into those members)."""
+    # Collapsing needs more candidates than k: versions of one text, and of the query itself, eat places.
+    # Versions are near-identical texts, so they rank next to each other and inside a pool a little larger
+    # than k; a pool that collapses to fewer than k texts is doubled.
+    pool = min(positions.size, need * 2 + 6)
+    while True:
+        top = positions[np.argpartition(-final[positions], pool - 1)[:pool]]
+        top = top[np.lexsort((rows[top], -final[top]))]
+        # One product gives both the query's lexical similarity with the pool and the pool's among itself.
+        products = sparserows.gram(tfidf, rows[top], query.sparse["tfidf"])
+        lexical = products[0, 1:]
+        kept = lexical < threshold  # the rest are versions of the query
+        groups = _group_versions(products[1:, 1:][np.ix_(kept, kept)], threshold)
+        if len(groups) > need or pool == positions.size:
+            return top, lexical, groups
+        pool = min(positions.size, pool * 2)
 
 
 def _group_versions(pairwise: np.ndarray, threshold: float) -> list[list[int]]:

@@ -68,7 +68,8 @@ def engine_over(index_dir, articles, vectors, layout, settings):
 def engines(tmp_path_factory):
     rng = np.random.default_rng(7)
     articles, vectors = story_articles(rng)
-    settings = load_settings(environ={}, state_dir="", cache_dir="", candidates=30, recency_weight=0.05)
+    settings = load_settings(environ={}, state_dir="", cache_dir="", candidates=30, recency_weight=0.05,
+                             min_relatedness=0.0)  # the widening under test, not the threshold
     place = tmp_path_factory.mktemp("scale")
     exact = engine_over(place / "exact", articles, vectors, SearchLayout(ann_min_articles=10_000), settings)
     graph = engine_over(place / "graph", articles, vectors, SearchLayout(ann_min_articles=100, candidates=30), settings)
