@@ -387,14 +387,15 @@ def pairwise_similarity(snapshot: Snapshot, profile: Profile, rows: np.ndarray) 
 
 def with_fallback(snapshot: Snapshot, profile: Profile, query: QueryVectors, related: Related, filters: Filters,
                   options: RankOptions, self_row: int | None = None) -> Related:
-    """related filled up to options.k with the newest stories that pass the filters (of the article's section
-    for 'recent_same_section'), labelled `fallback`: never the article or a version of it, never a story
+    """related filled up to options.k with the newest stories that pass the filters (for
+    'recent_same_section': of the article's section, unless the filters name sections), labelled `fallback`: never the article or a version of it, never a story
     already listed, a taken-down (exclude_ids) or embargoed one."""
     now = options.now or datetime.now(timezone.utc)
     allowed = allowed_rows(snapshot, filters, now)
     listed = [s.row for s in related.suggestions] + ([self_row] if self_row is not None else [])
     allowed[listed] = False
-    if options.fallback == "recent_same_section" and self_row is not None:
+    if options.fallback == "recent_same_section" and self_row is not None and not filters.sections:
+        # A section filter already says which sections the list wants; the article's own is the default.
         allowed &= snapshot.section_codes == snapshot.section_codes[self_row]
     newest = newest_rows(snapshot, np.flatnonzero(allowed), options.k - len(related.suggestions), query,
                          [s.row for s in related.suggestions], options.duplicate_threshold)

@@ -175,6 +175,10 @@ def test_min_relatedness_leaves_a_short_list_and_the_fallback_fills_it(newsroom)
     assert [s.id for s in filled.suggestions[:3]] == [s.id for s in strict.suggestions]
     # The newest Politik stories not listed yet: never the article, never another section.
     assert [s.id for s in fallback] == ["pol-de", "pol-en"]
+    # A section filter names the sections the list wants: the fallback takes the newest of those.
+    sport = engine.related("a0", 2, Filters(sections=("Sport",)),
+                           request=Options(min_relatedness=0.9, fallback="recent_same_section"))
+    assert [(s.id, s.relation) for s in sport.suggestions] == [("sport-new", "fallback"), ("sport-mid", "fallback")]
     anywhere = engine.related("a0", 5, request=Options(min_relatedness=0.9, fallback="recent"))
     assert [s.id for s in anywhere.suggestions if s.relation == "fallback"] == ["pol-de", "sport-new"]
 
