@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import __version__
-from ..ingest.corpus import FIELD_LIMITS, MAX_TAG_CHARS, MAX_TAGS
+from ..ingest.corpus import FIELD_LIMITS, ID_PATTERN, MAX_TAG_CHARS, MAX_TAGS
 from . import limits
 
 ERROR = {"$ref": "#/components/schemas/Error"}
@@ -34,6 +34,8 @@ def _list(item_limit: int) -> dict[str, Any]:
 
 ID = _text(limits.MAX_ID_CHARS)
 ARTICLE_ID = {"name": "article_id", "in": "path", "required": True, "schema": ID}
+# A PUT's id is refused (422 invalid_article) unless the corpus format allows it; other ids are only unknown.
+NEW_ARTICLE_ID = {**ARTICLE_ID, "schema": {**ID, "pattern": f"^{ID_PATTERN.pattern}$"}}
 # OpenAPI 3.0 takes JSON Schema draft 4's form: exclusiveMinimum is a flag on minimum, not a number.
 POSITIVE = {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": limits.MAX_AGE_DAYS}
 WHO_WHY = {"who": _text(limits.MAX_WHO_CHARS), "why": _text(limits.MAX_WHY_CHARS)}
@@ -104,7 +106,7 @@ def openapi_spec(max_k: int = 50) -> dict[str, Any]:
                 "put": {
                     "summary": "Insert or update an article: embedded and served at once, without a rebuild",
                     "security": [{"bearer": []}],
-                    "parameters": [ARTICLE_ID, {"name": "restore", "in": "query", "schema": {
+                    "parameters": [NEW_ARTICLE_ID, {"name": "restore", "in": "query", "schema": {
                         "type": "string", "enum": ["true"]}, "description": "publish a taken-down article again"}],
                     "requestBody": {"required": True, "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/Article"}}}},

@@ -1,5 +1,9 @@
+import os
+import subprocess
+import sys
+
 import pytest
-from conftest import CACHE_DIR, record, write_jsonl
+from conftest import CACHE_DIR, REPO, record, write_jsonl
 
 from recommender.config import load_settings
 from recommender.jobs.index_job import build_index
@@ -178,3 +182,10 @@ def test_a_corrupt_new_snapshot_is_refused_and_the_old_one_keeps_serving(tmp_pat
     broken.write_bytes(bytes(data))
     answer = client.get("/v1/articles/a0/related")
     assert answer.status_code == 200 and answer.get_json()["index_version"] == first
+
+
+def test_importing_serve_leaves_prometheus_client_unloaded_until_create_app_is_asked_for():
+    # `recommender serve` must point prometheus_client at its multiprocess folder before the metrics load.
+    code = ("import sys, recommender.serve as serve; assert 'prometheus_client' not in sys.modules; "
+            "serve.create_app; assert 'prometheus_client' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})

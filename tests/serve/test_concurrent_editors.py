@@ -22,7 +22,7 @@ def workers(tmp_path):
     settings = load_settings(environ={}, profile="tfidf", index_dir=str(tmp_path / "index"), cache_dir="",
                              state_dir=str(tmp_path / "state"), write_rate_limit="")
     build_index([corpus], settings.index_dir, settings)
-    return [create_app(settings, api_token=TOKEN).test_client() for _ in range(2)]
+    return [create_app(settings.replace(api_token=TOKEN)).test_client() for _ in range(2)]
 
 
 def at_once(*calls):

@@ -30,7 +30,7 @@ def settings(tmp_path):
 
 @pytest.fixture
 def client(settings):
-    return create_app(settings, api_token=TOKEN).test_client()
+    return create_app(settings.replace(api_token=TOKEN)).test_client()
 
 
 def related_ids(client, article_id, **params):
@@ -44,7 +44,7 @@ def test_writes_need_the_token(settings, client):
     assert client.put("/v1/articles/flut-0/overrides", json=body).headers["WWW-Authenticate"].startswith("Bearer")
     wrong = client.put("/v1/articles/flut-0/overrides", json=body, headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 403 and wrong.get_json()["error"] == "forbidden"
-    disabled = create_app(settings, api_token="").test_client()
+    disabled = create_app(settings.replace(api_token="")).test_client()
     answer = disabled.put("/v1/articles/flut-0/overrides", json=body, headers=AUTH)
     assert answer.status_code == 403 and answer.get_json()["error"] == "writes_disabled"
     assert client.get("/v1/audit").status_code == 401
@@ -79,7 +79,7 @@ def test_takedown_removes_an_article_everywhere_and_survives_a_restart(settings,
     assert answer.status_code == 200 and answer.get_json() == {"article_id": "wahl-1", "taken_down": True, "in_index": True}
     assert all("wahl-1" not in related_ids(client, a) for a in ("wahl-0", "wahl-2", "flut-0"))
     assert client.get("/v1/articles/wahl-1/related").status_code == 404
-    restarted = create_app(settings, api_token=TOKEN).test_client()
+    restarted = create_app(settings.replace(api_token=TOKEN)).test_client()
     assert "wahl-1" not in related_ids(restarted, "wahl-0")
     entries = restarted.get("/v1/audit", headers=AUTH).get_json()["entries"]
     assert entries[0]["change"] == "takedown" and entries[0]["who"] == "legal" and entries[0]["why"] == "court order"
@@ -89,13 +89,13 @@ def test_overrides_survive_a_reindex(settings, client):
     client.put("/v1/articles/flut-0/overrides", headers=AUTH, json={"action": "pin", "target": "wahl-2", "position": 2})
     corpus = Path(settings.index_dir).parent / "c.jsonl"
     build_index([corpus], settings.index_dir, settings)
-    fresh = create_app(settings, api_token=TOKEN).test_client()
+    fresh = create_app(settings.replace(api_token=TOKEN)).test_client()
     assert related_ids(fresh, "flut-0")[1] == "wahl-2"
 
 
 def test_a_change_in_another_worker_is_seen_at_once(settings):
-    first = create_app(settings, api_token=TOKEN).test_client()
-    second = create_app(settings, api_token=TOKEN).test_client()  # another process's app over the same store
+    first = create_app(settings.replace(api_token=TOKEN)).test_client()
+    second = create_app(settings.replace(api_token=TOKEN)).test_client()  # another process's app over the same store
     assert "flut-1" in related_ids(second, "flut-0")
     first.put("/v1/articles/flut-0/overrides", headers=AUTH, json={"action": "block", "target": "flut-1"})
     assert "flut-1" not in related_ids(second, "flut-0")

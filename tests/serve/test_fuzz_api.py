@@ -43,7 +43,7 @@ def app(tmp_path_factory):
     settings = load_settings(environ={}, profile="tfidf", index_dir=str(tmp / "index"), cache_dir="",
                              state_dir=str(tmp / "state"), max_request_bytes=20_000, write_rate_limit="")
     build_index([corpus], settings.index_dir, settings)
-    return create_app(settings, api_token=TOKEN)
+    return create_app(settings.replace(api_token=TOKEN))
 
 
 def error_shape(response) -> str | None:

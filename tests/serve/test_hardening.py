@@ -44,7 +44,7 @@ def settings(tmp_path):
 
 @pytest.fixture
 def app(settings):
-    return create_app(settings, api_token=TOKEN)
+    return create_app(settings.replace(api_token=TOKEN))
 
 
 @pytest.fixture
@@ -157,7 +157,7 @@ def test_a_put_after_a_takedown_is_409_until_restored_on_purpose_and_every_write
 # --- point 4: embargo ---------------------------------------------------------------------------------------
 
 def test_a_scheduled_article_is_hidden_until_its_moment_then_shown_without_restart(app, client):
-    engine = app.config["RECOMMENDER"]
+    engine = app.extensions["recommender"]
     assert "future" not in ids(client.get("/v1/articles/a1/related", query_string={"k": 6}))
     assert "future" not in ids(client.post("/v1/related", json={"title": "Hochwasser Passau", "body": BODY, "k": 6}))
     preview = client.get("/v1/articles/future/related")  # the CMS previews the scheduled story's own list
@@ -172,7 +172,7 @@ def test_a_scheduled_article_is_hidden_until_its_moment_then_shown_without_resta
 
 
 def test_a_scheduled_article_received_through_the_api_or_pinned_stays_hidden(app, client):
-    engine = app.config["RECOMMENDER"]
+    engine = app.extensions["recommender"]
     engine.clock = lambda: NOW + 7200  # "future" from the corpus is visible; the new one is not
     later = {k: v for k, v in record("later", title="Hochwasser Passau später", body=BODY + " Später.",
                                      published_at=iso(NOW + 9000)).items() if k != "id"}
@@ -268,7 +268,7 @@ def test_a_state_file_that_is_not_ours_refuses_start_up_with_one_line(settings, 
 
 
 def test_a_write_that_fails_answers_503_keeps_what_was_acknowledged_and_reads_go_on(settings, app, client):
-    engine = app.config["RECOMMENDER"]
+    engine = app.extensions["recommender"]
     assert client.delete("/v1/articles/a4", json={"why": "first"}, headers=AUTH).status_code == 200
     db = engine.editorial._db
     db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")  # the disk is full

@@ -41,7 +41,7 @@ def settings(tmp_path):
 
 @pytest.fixture
 def client(settings):
-    return create_app(settings, api_token=TOKEN).test_client()
+    return create_app(settings.replace(api_token=TOKEN)).test_client()
 
 
 def call(client, method, url, body, headers=None, **kwargs):
@@ -59,11 +59,20 @@ def test_every_editor_endpoint_needs_the_token(client, method, url, body):
 
 @pytest.mark.parametrize("method, url, body", EDITOR_ENDPOINTS)
 def test_without_a_configured_token_editor_endpoints_are_disabled_not_open(settings, method, url, body):
-    for token in ("", None):  # None: the environment, where the variable is unset
-        client = create_app(settings, api_token=token).test_client()
+    from_environment = {f"RECOMMENDER_{name.upper()}": str(getattr(settings, name))
+                        for name in ("profile", "index_dir", "cache_dir", "state_dir")}  # no RECOMMENDER_API_TOKEN
+    for configured in (settings.replace(api_token=""), load_settings(environ=from_environment)):
+        client = create_app(configured).test_client()
         for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer anything"}):
             answer = call(client, method, url, body, headers)
             assert answer.status_code == 403 and answer.get_json()["error"] == "writes_disabled"
+
+
+def test_the_token_comes_from_the_settings_not_the_environment(settings, monkeypatch):
+    monkeypatch.setenv("RECOMMENDER_API_TOKEN", TOKEN)  # read once, where the process starts: not by the app
+    client = create_app(settings.replace(api_token="")).test_client()
+    answer = client.get("/v1/audit", headers=AUTH)
+    assert answer.status_code == 403 and answer.get_json()["error"] == "writes_disabled"
 
 
 def test_the_token_is_compared_in_constant_time(client, monkeypatch):
@@ -82,7 +91,7 @@ def test_the_token_is_compared_in_constant_time(client, monkeypatch):
 
 def test_the_token_is_never_logged_nor_echoed(settings, caplog, monkeypatch, capsys):
     settings = settings.replace(write_rate_limit="5/minute")
-    app = create_app(settings, api_token=TOKEN)
+    app = create_app(settings.replace(api_token=TOKEN))
     client = app.test_client()
     caplog.set_level(logging.DEBUG)
     answers = []
@@ -95,7 +104,7 @@ def test_the_token_is_never_logged_nor_echoed(settings, caplog, monkeypatch, cap
     def boom(*args, **kwargs):
         raise RuntimeError("storage failed")
 
-    monkeypatch.setattr(app.config["RECOMMENDER"].editorial, "audit", boom)
+    monkeypatch.setattr(app.extensions["recommender"].editorial, "audit", boom)
     failed = client.get("/v1/audit", headers=AUTH)
     assert failed.status_code == 500 and failed.get_json()["error"] == "internal_error"
     assert any(a.status_code == 429 for a in answers)  # the rate limit answered too
@@ -154,7 +163,7 @@ def test_json_depth_is_counted_without_parsing():
                                          ("put", "/v1/articles/deep"), ("delete", "/v1/articles/a0/overrides"),
                                          ("delete", "/v1/articles/a1")])
 def test_deeply_nested_json_is_a_400_with_a_json_message(settings, method, url, depth):
-    client = create_app(settings.replace(max_request_bytes=1_000_000), api_token=TOKEN).test_client()
+    client = create_app(settings.replace(max_request_bytes=1_000_000, api_token=TOKEN)).test_client()
     body = '{"title": "x", "body": "y", "k": ' + "[" * depth + "]" * depth + "}"
     answer = getattr(client, method)(url, data=body, content_type="application/json", headers=AUTH)
     assert answer.status_code == 400
@@ -175,7 +184,7 @@ def test_broken_json_bodies_are_400(client, raw):
 
 
 def test_writes_are_rate_limited_per_client_with_retry_after(settings):
-    client = create_app(settings.replace(write_rate_limit="3/minute"), api_token=TOKEN).test_client()
+    client = create_app(settings.replace(write_rate_limit="3/minute", api_token=TOKEN)).test_client()
     statuses = [client.put("/v1/articles/a0/overrides", json=OVERRIDE, headers=headers).status_code
                 for headers in (AUTH, {}, AUTH)]
     assert statuses == [200, 401, 200]  # failed attempts count too: guessing the token is limited
@@ -191,11 +200,11 @@ def test_writes_are_rate_limited_per_client_with_retry_after(settings):
 
 
 def test_an_empty_rate_limit_disables_it_and_a_typo_fails_at_start_up(settings):
-    client = create_app(settings.replace(write_rate_limit=""), api_token=TOKEN).test_client()
+    client = create_app(settings.replace(write_rate_limit="", api_token=TOKEN)).test_client()
     assert all(client.put("/v1/articles/a0/overrides", json=OVERRIDE, headers=AUTH).status_code == 200
                for _ in range(70))
     with pytest.raises(ConfigError, match="write_rate_limit"):
-        create_app(settings.replace(write_rate_limit="sixty a minute"), api_token=TOKEN)
+        create_app(settings.replace(write_rate_limit="sixty a minute", api_token=TOKEN))
 
 
 def test_cors_allows_only_configured_origins_and_never_writes(settings, client):
@@ -211,7 +220,7 @@ def test_cors_allows_only_configured_origins_and_never_writes(settings, client):
     assert "PUT" not in preflight.headers.get("Access-Control-Allow-Methods", "")
     draft = client.options("/v1/related", headers={"Origin": "https://news.example", "Access-Control-Request-Method": "POST"})
     assert "POST" in draft.headers["Access-Control-Allow-Methods"]
-    closed = create_app(settings.replace(cors_origins=""), api_token=TOKEN).test_client()
+    closed = create_app(settings.replace(cors_origins="", api_token=TOKEN)).test_client()
     answer = closed.get("/v1/articles/a0/related", headers={"Origin": "https://news.example"})
     assert "Access-Control-Allow-Origin" not in answer.headers
 
