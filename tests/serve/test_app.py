@@ -18,7 +18,8 @@ EXTRA = ["Am Abend gab es eine erste Bilanz.", "Die Opposition verlangt Aufklär
 
 
 @pytest.fixture
-def client(tmp_path):
+def app_settings(tmp_path):
+    """Six stories on two topics, in German and English (the `app` and `client` fixtures serve them)."""
     records = [record(f"{t}-{n}", title=f"{t} {n}", body=f"{body} {EXTRA[n]}",
                       lang="de" if n < 2 else "en") for t, body in BODIES.items() for n in range(3)]
     corpus = write_jsonl(tmp_path / "c.jsonl", records)
@@ -26,7 +27,7 @@ def client(tmp_path):
                              duplicate_threshold=0.99, max_request_bytes=4000, cors_origins="https://news.example",
                              state_dir=str(tmp_path / "state"))
     build_index([corpus], settings.index_dir, settings)
-    return create_app(settings).test_client()
+    return settings
 
 
 def test_related_by_id(client):
