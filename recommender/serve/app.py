@@ -8,12 +8,12 @@ from flask import Flask, Response, g, request
 
 from ..config import Settings, load_settings
 from ..engine import Recommender
-from . import current, errors
+from . import current, errors, limits
 from .editor import editor
 from .limits import limit_writes
 from .metrics import Metrics
+from .models import ArticlePath, validate
 from .ops import ops
-from .params import check_request_bounds
 from .public import public
 
 # Sent with every answer. The API's JSON never loads anything, so it may load nothing; the editors' page (it
@@ -57,7 +57,12 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
 def _start() -> None:
     g.started = time.perf_counter()
     current.engine().refresh()  # a new snapshot, or articles another worker received, are served from now on
-    check_request_bounds()
+    # Path ids and the number of query parameters, before any view spends time on them.
+    article_id = (request.view_args or {}).get("article_id")
+    if article_id is not None:
+        validate(ArticlePath, {"article_id": article_id})
+    if sum(len(values) for values in request.args.listvalues()) > limits.MAX_QUERY_PARAMS:
+        raise errors.too_long("the query string", limits.MAX_QUERY_PARAMS, "parameters")
 
 
 def _finish(response: Response) -> Response:

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import hmac
-from functools import wraps
-from typing import Any, Callable
 
 from flask import request
 
@@ -27,13 +25,3 @@ def authorize() -> None:
         raise ApiError(403, "forbidden", "the token is not valid")
     if current.engine().editorial is None:
         raise ApiError(503, "editorial_disabled", "no state_dir is configured for editors' decisions")
-
-
-def editor_only(view: Callable[..., Any]) -> Callable[..., Any]:
-    """A view that answers only requests carrying the editors' token."""
-    @wraps(view)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        authorize()
-        return view(*args, **kwargs)
-
-    return guarded

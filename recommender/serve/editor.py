@@ -1,22 +1,34 @@
 """The editors' API and page: pins and blocks, articles received and taken down, search, explanations, audit.
 
-Every endpoint but the page itself needs the api_token (auth.py); the writes share one rate limit
+Every endpoint but the page itself needs the api_token (operations.authorize); the writes share one rate limit
 per client (limits.limit_writes).
 """
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, render_template, request
+from flask import Blueprint, jsonify, render_template
 
 from ..ingest.corpus import article_from_json
 from ..payloads import item_json
 from ..rank.explain import explain
-from . import current, limits, params
-from .auth import editor_only
+from . import current
+from .answers import AuditTrail, Explained, Found, Overrides, TakenDown, Written
 from .errors import ApiError
+from .models import (
+    Article,
+    AuditQuery,
+    NewArticlePath,
+    Override,
+    Reason,
+    RelatedQuery,
+    Restore,
+    Search,
+)
+from .operations import operation
 
 editor = Blueprint("editor", __name__)
+WRITE_ERRORS = (400, 401, 403, 404, 408, 413, 415, 422, 429, 503)
 
 
 def _overrides(article_id: str) -> dict[str, Any]:
@@ -32,7 +44,8 @@ def _known(article_id: str, status: int = 404) -> None:
 
 
 @editor.get("/v1/articles/<article_id>/overrides")
-@editor_only
+@operation("The editors' pins and blocks for this article's list, with their audit trail", editor=True,
+           answers={200: (Overrides, "the article's decisions")}, errors=(401, 403, 404, 422, 503))
 def get_overrides(article_id: str) -> Any:
     """An article's pins and blocks."""
     _known(article_id)
@@ -40,98 +53,88 @@ def get_overrides(article_id: str) -> Any:
 
 
 @editor.put("/v1/articles/<article_id>/overrides")
-@editor_only
-def put_override(article_id: str) -> Any:
+@operation("Pin a story at a position, block it from this list, or block it everywhere", editor=True,
+           body=Override, answers={200: (Overrides, "the article's decisions")}, errors=WRITE_ERRORS)
+def put_override(article_id: str, body: Override) -> Any:
     """Pin or block a story in an article's list."""
     _known(article_id)
-    data = params.json_object()
-    action, target = data.get("action"), data.get("target")
-    if action not in ("pin", "block", "block_everywhere"):
-        raise ApiError(422, "invalid_override", "'action' must be 'pin', 'block' or 'block_everywhere'")
-    if not isinstance(target, str):
-        raise ApiError(422, "invalid_override", "'target' must be an article id")
-    params.bounded("'target'", target, limits.MAX_ID_CHARS)
-    _known(target, status=422)
-    if target == article_id:
+    _known(body.target, status=422)
+    if body.target == article_id:
         raise ApiError(422, "invalid_override", "an article cannot be pinned to or blocked from its own list")
-    max_k, position = current.settings().max_k, data.get("position")
-    if action == "pin" and (not isinstance(position, int) or isinstance(position, bool)
-                            or not 1 <= position <= max_k):
+    max_k, position = current.settings().max_k, body.position
+    if body.action == "pin" and (not isinstance(position, int) or isinstance(position, bool)
+                                 or not 1 <= position <= max_k):
         raise ApiError(422, "invalid_override", f"a pin needs 'position' between 1 and {max_k}")
-    current.engine().editorial.set_override(article_id, action, target, _who(data), params.text(data, "why", ""),
-                                            position if action == "pin" else None)
+    current.engine().editorial.set_override(article_id, body.action, body.target, body.who, body.why,
+                                            position if body.action == "pin" else None)
     return jsonify(_overrides(article_id))
 
 
 @editor.delete("/v1/articles/<article_id>/overrides")
-@editor_only
-def delete_override(article_id: str) -> Any:
+@operation("Undo a pin or block", editor=True, body=Override,
+           answers={200: (Overrides, "the article's decisions")}, errors=WRITE_ERRORS)
+def delete_override(article_id: str, body: Override) -> Any:
     """Undo a pin or block."""
-    data = params.json_object()
-    action, target = data.get("action"), data.get("target")
-    if action not in ("pin", "block", "block_everywhere") or not isinstance(target, str):
-        raise ApiError(422, "invalid_override", "give 'action' (pin, block, block_everywhere) and 'target'")
-    params.bounded("'target'", target, limits.MAX_ID_CHARS)
-    if not current.engine().editorial.remove_override(article_id, action, target, _who(data),
-                                                      params.text(data, "why", "")):
-        raise ApiError(404, "unknown_override", f"no {action} of {target!r} for {article_id!r}")
+    if not current.engine().editorial.remove_override(article_id, body.action, body.target, body.who, body.why):
+        raise ApiError(404, "unknown_override", f"no {body.action} of {body.target!r} for {article_id!r}")
     return jsonify(_overrides(article_id))
 
 
 @editor.put("/v1/articles/<article_id>")
-@editor_only
-def put_article(article_id: str) -> Any:
+@operation("Insert or update an article: embedded and served at once, without a rebuild", editor=True,
+           path=NewArticlePath, query=Restore, body=Article, answers={201: (Written, "created"), 200: (Written, "updated")},
+           errors=(400, 401, 403, 404, 409, 408, 413, 415, 422, 429, 503))
+def put_article(article_id: str, query: Restore, body: Article) -> Any:
     """Receive an article (201 new, 200 updated); a taken-down one only with ?restore=true."""
-    data = params.json_object()
-    who, why = _who(data), params.text(data, "why", "")
-    if data.get("id", article_id) != article_id:
+    if "id" in body.model_fields_set and body.id != article_id:
         raise ApiError(422, "invalid_article", "the body's id differs from the id in the URL")
     try:
-        article = article_from_json({**{k: v for k, v in data.items() if k not in ("who", "why")}, "id": article_id})
+        article = article_from_json(body.record(article_id))
     except ValueError as exc:
         raise ApiError(422, "invalid_article", str(exc)) from None
     engine = current.engine()
     taken_down = article_id in engine.rules().taken_down
-    restore = taken_down and request.args.get("restore") == "true"
+    restore = taken_down and query.restore == "true"
     if taken_down and not restore:
         # A CMS that re-sends a story must not undo a (legal) takedown by accident: only on purpose.
         raise ApiError(409, "taken_down", f"article {article_id!r} is taken down; to publish it again, "
                                           "repeat this PUT with ?restore=true (audited)")
     created = engine.put_article(article)
-    engine.editorial.article_written(article_id, created, who, why, restore=restore)
+    engine.editorial.article_written(article_id, created, body.who, body.why, restore=restore)
     return jsonify(article_id=article_id, created=created, index_version=engine.snapshot.version), \
         201 if created else 200
 
 
 @editor.delete("/v1/articles/<article_id>")
-@editor_only
-def take_down(article_id: str) -> Any:
+@operation("Take an article down: from the next request on it appears in no list", editor=True,
+           body=Reason, body_required=False, answers={200: (TakenDown, "taken down")}, errors=WRITE_ERRORS)
+def take_down(article_id: str, body: Reason) -> Any:
     """Take an article down from every list."""
-    data = params.json_object() if request.content_length else {}
     engine = current.engine()
-    engine.editorial.take_down(article_id, _who(data), params.text(data, "why", ""))
+    engine.editorial.take_down(article_id, body.who, body.why)
     return jsonify(article_id=article_id, taken_down=True, in_index=article_id in engine.snapshot.row_of)
 
 
 @editor.get("/v1/articles")
-@editor_only
-def search_articles() -> Any:
+@operation("Find articles by id or title words (for the editors' page)", editor=True, query=Search,
+           answers={200: (Found, "up to 20 matching articles, newest first")}, errors=(400, 401, 403, 422, 503))
+def search_articles(query: Search) -> Any:
     """Articles by id or title words."""
-    query = params.bounded("q", request.args.get("q", ""), limits.MAX_SEARCH_CHARS)
-    if not query.split():
-        raise ApiError(400, "bad_parameter", "give q: an article id or words of its title")
-    return jsonify(articles=[item_json(meta) for meta in current.engine().find(query)])
+    return jsonify(articles=[item_json(meta) for meta in current.engine().find(query.q)])
 
 
 @editor.get("/v1/articles/<article_id>/explain")
-@editor_only
-def explain_related(article_id: str) -> Any:
+@operation("The related list as readers see it, with the reasons for every item", editor=True, query=RelatedQuery,
+           answers={200: (Explained, "items with score parts, shared terms and names, age, pins; filter and "
+                                     "override effects")},
+           errors=(400, 401, 403, 404, 422, 503))
+def explain_related(article_id: str, query: RelatedQuery) -> Any:
     """A related list with the reasons for every item."""
-    engine, settings = current.engine(), current.settings()
+    engine = current.engine()
     _known(article_id)
-    related = engine.related(article_id, params.k(request.args.get("k"), settings), params.query_filters())
+    related = engine.related(article_id, query.k, query.filters())
     row = engine.snapshot.row_of[article_id]
-    reasons = explain(engine.snapshot, engine.profile, row, related, settings.recency_weight)
+    reasons = explain(engine.snapshot, engine.profile, row, related, current.settings().recency_weight)
     items = [{**item_json(engine.snapshot.articles[s.row]), **reason} for s, reason in zip(related.suggestions, reasons)]
     return jsonify(article=item_json(engine.snapshot.articles[row]), items=items, removed=related.removed,
                    considered=related.considered, overrides=engine.editorial.overrides_for(article_id),
@@ -139,6 +142,7 @@ def explain_related(article_id: str) -> Any:
 
 
 @editor.get("/editor")
+@operation("The editors' page (HTML; asks for the token once)", answers={200: ("text/html", "HTML page")})
 def editor_page() -> Any:
     """The editors' page; everything it shows comes from the token endpoints."""
     settings = current.settings()
@@ -146,15 +150,8 @@ def editor_page() -> Any:
 
 
 @editor.get("/v1/audit")
-@editor_only
-def audit() -> Any:
+@operation("Who changed what and why, newest first", editor=True, query=AuditQuery,
+           answers={200: (AuditTrail, "audit entries")}, errors=(400, 401, 403, 503))
+def audit(query: AuditQuery) -> Any:
     """The audit trail, newest first."""
-    raw = request.args.get("limit", "100")
-    if not params.DIGITS.fullmatch(raw) or not 1 <= int(raw) <= limits.AUDIT_LIMIT:
-        raise ApiError(400, "bad_parameter", f"limit must be an integer between 1 and {limits.AUDIT_LIMIT}, "
-                                             "in digits only")
-    return jsonify(entries=current.engine().editorial.audit(limit=int(raw)))
-
-
-def _who(data: Any) -> str:
-    return params.text(data, "who", "api", limits.MAX_WHO_CHARS)
+    return jsonify(entries=current.engine().editorial.audit(limit=query.limit))
