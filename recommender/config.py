@@ -21,16 +21,23 @@ class ConfigError(ValueError):
     """A setting is unknown or has a value of the wrong kind."""
 
 
-def _setting(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+def _setting(default: Any, help: str, secret: bool = False) -> Any:
+    return field(default=default, metadata={"help": help, "secret": secret})
 
 
 def _table(help: str) -> Any:
     # A TOML table ([section_half_life_days], [placements.NAME]); in the environment, the same as JSON text.
-    return field(default_factory=dict, hash=False, compare=True, metadata={"help": help})
+    return field(default_factory=dict, hash=False, compare=True, metadata={"help": help, "secret": False})
 
 
-@dataclass(frozen=True)
+def shown(name: str, value: Any) -> Any:
+    """A setting's value as it may be printed: secrets only as "(set)" or "(not set)"."""
+    if _SECRET.get(name):
+        return "(set)" if value else "(not set)"
+    return value
+
+
+@dataclass(frozen=True, repr=False)
 class Settings:
     """The whole configuration of a process (CLI run or API server)."""
 
@@ -112,6 +119,11 @@ class Settings:
     graceful_timeout: int = _setting(
         10, "Seconds a stopping or reloading worker may spend finishing the requests it is answering."
     )
+    api_token: str = _setting(
+        "", "Bearer token of the editors' endpoints (all writes, search, explain, audit); empty = they answer 403, "
+        "never open. A secret: better given by the environment (RECOMMENDER_API_TOKEN) than in a settings file, "
+        "which is easier to leak; printed only as (set) or (not set).", secret=True
+    )
     cors_origins: str = _setting("", "Comma-separated origins allowed to call the API from a browser; empty = none.")
     cache_max_age: int = _setting(60, "Seconds browsers and CDNs may cache a related-links answer.")
     max_request_bytes: int = _setting(1_000_000, "Largest request body accepted (larger ones get 413).")
@@ -135,10 +147,19 @@ class Settings:
         """A copy with some settings changed (validated like any other source)."""
         return _build({**dataclasses.asdict(self), **changes})
 
+    def __repr__(self) -> str:
+        # Settings end up in logs and tracebacks: a secret must not travel with them.
+        values = ", ".join(f"{f.name}={shown(f.name, getattr(self, f.name))!r}" for f in fields(self))
+        return f"Settings({values})"
+
+
+_SECRET = {f.name: f.metadata["secret"] for f in fields(Settings)}
+
 
 def setting_docs() -> list[tuple[str, Any, str]]:
-    """(name, default, help) of every setting, for the README and `--help`."""
-    return [(f.name, f.default if f.default is not dataclasses.MISSING else f.default_factory(),  # type: ignore[misc]
+    """(name, default, help) of every setting, for the README and `--help`; a secret's default as shown()."""
+    return [(f.name, shown(f.name, f.default if f.default is not dataclasses.MISSING
+                           else f.default_factory()),  # type: ignore[misc]
              f.metadata["help"]) for f in fields(Settings)]
 
 
@@ -243,11 +264,7 @@ def load_settings(
         name = key[len(ENV_PREFIX):].lower()
         if name in known:
             values[name] = value
-        elif name not in _FOREIGN_ENV:
+        else:
             raise ConfigError(f"unknown environment setting {key} (known: {', '.join(sorted(known))})")
     values.update({k: v for k, v in overrides.items() if v is not None})
     return _build(values)
-
-
-# Environment names read by other parts of the product (the API's token, for instance), not settings here.
-_FOREIGN_ENV = {"api_token"}

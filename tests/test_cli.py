@@ -122,3 +122,15 @@ def test_unwritable_index_directory_is_one_line(corpus, tmp_path, capsys, monkey
     assert main(["index", str(corpus), "--index", str(blocker / "index"), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("recommender: error: ") and "Traceback" not in err
+
+
+def test_related_and_settings_through_the_runner_over_the_tiny_snapshot(runner):
+    ran = runner.invoke("related", "kursk-nordkorea-1", "-k", "2", "--json")
+    assert ran.exit_code == 0, ran.stderr
+    answer = json.loads(ran.output)
+    assert answer["article_id"] == "kursk-nordkorea-1" and len(answer["items"]) == 2
+    assert "kursk-nordkorea-1" not in [item["id"] for item in answer["items"]]
+    assert runner.invoke("related", "nope").exit_code == 1
+    assert runner.invoke("related", "kursk-nordkorea-1", "-k", "0").exit_code == 2
+    listing = runner.invoke("settings")
+    assert listing.exit_code == 0 and "api_token" in listing.output and "(not set)" in listing.output

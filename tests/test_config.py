@@ -60,3 +60,12 @@ def test_every_setting_is_documented_in_the_readme():
     readme = README.read_text(encoding="utf-8")
     missing = [name for name, _default, _help in setting_docs() if f"`{name}`" not in readme]
     assert not missing, f"settings missing from README.md: {missing}"
+
+
+def test_the_api_token_is_a_secret_read_from_its_documented_variable():
+    settings = load_settings(environ={"RECOMMENDER_API_TOKEN": "s3cret-7"})
+    assert settings.api_token == "s3cret-7"
+    assert "s3cret-7" not in repr(settings) and "api_token='(set)'" in repr(settings)
+    assert "api_token='(not set)'" in repr(settings.replace(api_token=""))
+    name, shown, help_text = next(doc for doc in setting_docs() if doc[0] == "api_token")
+    assert shown == "(not set)" and "environment" in help_text

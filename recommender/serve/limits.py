@@ -3,21 +3,20 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable
 
-from flask import Flask
+from flask import Blueprint, Flask
 
 from ..config import ConfigError
 
 
-def write_limiter(app: Flask, limit: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """A decorator applying one per-client rate limit shared by all write endpoints; identity if limit is ''.
+def limit_writes(app: Flask, limit: str, blueprint: Blueprint) -> None:
+    """Apply one per-client rate limit shared by all writes (PUT, DELETE) of blueprint's routes; none if limit is ''.
 
     Counts live in each worker process's memory: with N gunicorn workers a client gets at most N times the
     limit (requests are spread over the workers), which is what the README documents.
     """
     if not limit.strip():
-        return lambda view: view
+        return
     from flask_limiter import Limiter
     from flask_limiter.util import get_remote_address
     from limits import parse_many
@@ -27,17 +26,18 @@ def write_limiter(app: Flask, limit: str) -> Callable[[Callable[..., Any]], Call
     except ValueError as exc:
         raise ConfigError(f"setting 'write_rate_limit': {limit!r} is not a rate limit such as '60/minute' ({exc})") from None
 
+    # One limiter per app: its counts are this app's alone (tests build many apps in one process).
     limiter = Limiter(get_remote_address, app=app, storage_uri="memory://", headers_enabled=False)
     app.extensions["recommender_limiter"] = limiter
 
     @limiter.request_filter
     def reads_are_not_limited() -> bool:
-        # The extension checks every request before routing; reads are the hot path and never limited.
+        # The extension checks every request before its view runs; reads are the hot path and never limited.
         from flask import request
 
         return request.method in ("GET", "HEAD", "OPTIONS")
 
-    return limiter.shared_limit(limit, scope="writes")
+    limiter.shared_limit(limit, scope="writes")(blueprint)
 
 
 def retry_after_seconds(app: Flask) -> int:

@@ -1,212 +1,167 @@
-"""The OpenAPI 3 description of the HTTP API (served at /openapi.json; a test checks it covers every route)."""
+"""The OpenAPI 3.0 description of the app (served at /openapi.json), assembled from the operations its views
+declare (operations.py) and the JSON schemas pydantic derives from the models: what is described is what is
+validated. A test checks it covers every route; the fuzz test probes every bound it publishes."""
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Iterable
+
+from flask import Flask
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from .. import __version__
-from ..ingest.corpus import FIELD_LIMITS, MAX_TAG_CHARS, MAX_TAGS
-from . import limits
+from ..config import Settings
+from .answers import Error, Item
+from .models import ArticlePath
+from .operations import Operation
 
-ERROR = {"$ref": "#/components/schemas/Error"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*codes: int) -> dict[str, Any]:
-    text = {400: "bad parameter", 401: "no bearer token", 403: "wrong token, or writes disabled",
-            404: "unknown article (or an id no route matches)", 408: "the body did not arrive within request_read_timeout",
-            413: "body too large", 415: "not JSON",
-            409: "the article is taken down (PUT it with ?restore=true to publish it again)",
-            422: "invalid article or override, or a field longer than its bound (too_long)", 429: "too many writes from this client (see Retry-After)",
-            503: "not ready, or no state_dir for editors' decisions"}
-    return {str(code): _json(ERROR, text[code]) for code in codes}
+REF = "#/components/schemas/{model}"
+# Described by name even where they are only part of another answer.
+SHARED: tuple[type[BaseModel], ...] = (Error, Item)
+ERRORS = {400: "bad parameter", 401: "no bearer token", 403: "wrong token, or writes disabled",
+          404: "unknown article (or an id no route matches)", 408: "the body did not arrive within request_read_timeout",
+          409: "the article is taken down (PUT it with ?restore=true to publish it again)", 413: "body too large",
+          415: "not JSON", 422: "invalid article or override, or a field longer than its bound (too_long)",
+          429: "too many writes from this client (see Retry-After)",
+          503: "not ready, or no state_dir for editors' decisions"}
 
 
-def _text(limit: int, **extra: Any) -> dict[str, Any]:
-    return {"type": "string", "maxLength": limit, **extra}
-
-
-def _list(item_limit: int) -> dict[str, Any]:
-    return {"type": "array", "items": _text(item_limit), "maxItems": limits.MAX_FILTER_VALUES}
-
-
-ID = _text(limits.MAX_ID_CHARS)
-ARTICLE_ID = {"name": "article_id", "in": "path", "required": True, "schema": ID}
-# OpenAPI 3.0 takes JSON Schema draft 4's form: exclusiveMinimum is a flag on minimum, not a number.
-POSITIVE = {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": limits.MAX_AGE_DAYS}
-WHO_WHY = {"who": _text(limits.MAX_WHO_CHARS), "why": _text(limits.MAX_WHY_CHARS)}
-
-
-def _filter_parameters(max_k: int) -> list[dict[str, Any]]:
-    return [
-        {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": max_k, "default": 5},
-         "description": "number of related stories (at most the max_k setting)"},
-        {"name": "lang", "in": "query", "schema": _list(limits.MAX_LANG_CHARS), "explode": True,
-         "description": "only stories in these languages (ISO 639 codes)"},
-        {"name": "section", "in": "query", "schema": _list(limits.MAX_SECTION_CHARS), "explode": True,
-         "description": "only stories from these sections"},
-        {"name": "max_age_days", "in": "query", "schema": POSITIVE,
-         "description": "only stories at most this many days old"},
-        {"name": "exclude", "in": "query", "schema": _list(limits.MAX_ID_CHARS), "explode": True,
-         "description": "never suggest these article ids"},
-    ]
-
-
-def openapi_spec(max_k: int = 50) -> dict[str, Any]:
-    """The API description as a JSON-able dict; max_k is the server's largest k."""
-    related = {"$ref": "#/components/schemas/Related"}
-    filters = _filter_parameters(max_k)
-    return {
+def openapi_spec(app: Flask, settings: Settings) -> dict[str, Any]:
+    """The description of app's routes as a JSON-able dict; k's bounds come from settings."""
+    models: set[type[BaseModel]] = set(SHARED)
+    paths: dict[str, dict[str, Any]] = {}
+    for rule in app.url_map.iter_rules():
+        declared = getattr(app.view_functions[rule.endpoint], "operation", None)
+        if declared is None:
+            continue  # the static files of the editors' page
+        path = re.sub(r"<(?:[^<>:]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            parameters = re.findall(r"<(?:[^<>:]+:)?([^<>]+)>", rule.rule)
+            paths.setdefault(path, {})[method.lower()] = _operation(declared, parameters, models)
+    document = {
         "openapi": "3.0.3",
         "info": {"title": "recommender", "version": __version__,
                  "description": "Related stories for news articles ('you might also like')."},
-        "paths": {
-            "/v1/articles/{article_id}/related": {
-                "get": {
-                    "summary": "Related stories of an indexed article (never the article itself)",
-                    "parameters": [ARTICLE_ID, *filters],
-                    "responses": {"200": _json(related, "related stories; with ETag and Cache-Control (max-age "
-                                                        "ends before the next scheduled story is published)"),
-                                  "304": {"description": "not modified (If-None-Match matched the ETag)"},
-                                  **_errors(400, 404, 422, 503)},
-                }
-            },
-            "/v1/related": {
-                "post": {
-                    "summary": "Related stories of an article that is not in the index (a draft)",
-                    "requestBody": {"required": True, "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/Draft"}}}},
-                    "responses": {"200": _json(related, "related stories"), **_errors(400, 408, 413, 415, 422, 503)},
-                }
-            },
-            "/v1/articles/{article_id}/overrides": {
-                method: {
-                    "summary": summary,
-                    "security": [{"bearer": []}],
-                    "parameters": [ARTICLE_ID],
-                    **({"requestBody": {"required": True, "content": {"application/json": {"schema": body}}}}
-                       if body else {}),
-                    "responses": {"200": _json({"$ref": "#/components/schemas/Overrides"}, "the article's decisions"),
-                                  **_errors(*codes)},
-                }
-                for method, summary, body, codes in (
-                    ("get", "The editors' pins and blocks for this article's list, with their audit trail", None,
-                     (401, 403, 404, 422, 503)),
-                    ("put", "Pin a story at a position, block it from this list, or block it everywhere",
-                     {"$ref": "#/components/schemas/Override"}, (400, 401, 403, 404, 408, 413, 415, 422, 429, 503)),
-                    ("delete", "Undo a pin or block", {"$ref": "#/components/schemas/Override"},
-                     (400, 401, 403, 404, 408, 413, 415, 422, 429, 503)),
-                )
-            },
-            "/v1/articles/{article_id}": {
-                "put": {
-                    "summary": "Insert or update an article: embedded and served at once, without a rebuild",
-                    "security": [{"bearer": []}],
-                    "parameters": [ARTICLE_ID, {"name": "restore", "in": "query", "schema": {
-                        "type": "string", "enum": ["true"]}, "description": "publish a taken-down article again"}],
-                    "requestBody": {"required": True, "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/Article"}}}},
-                    "responses": {"201": _json({"type": "object"}, "created"), "200": _json({"type": "object"}, "updated"),
-                                  **_errors(400, 401, 403, 404, 409, 408, 413, 415, 422, 429, 503)},
-                },
-                "delete": {
-                    "summary": "Take an article down: from the next request on it appears in no list",
-                    "security": [{"bearer": []}],
-                    "parameters": [ARTICLE_ID],
-                    "requestBody": {"required": False, "content": {"application/json": {"schema": {
-                        "type": "object", "properties": WHO_WHY}}}},
-                    "responses": {"200": _json({"type": "object"}, "taken down"),
-                                  **_errors(400, 401, 403, 404, 408, 413, 415, 422, 429, 503)},
-                }
-            },
-            "/v1/articles": {
-                "get": {
-                    "summary": "Find articles by id or title words (for the editors' page)",
-                    "security": [{"bearer": []}],
-                    "parameters": [{"name": "q", "in": "query", "required": True,
-                                    "schema": _text(limits.MAX_SEARCH_CHARS)}],
-                    "responses": {"200": _json({"type": "object"}, "up to 20 matching articles, newest first"),
-                                  **_errors(400, 401, 403, 422, 503)},
-                }
-            },
-            "/v1/articles/{article_id}/explain": {
-                "get": {
-                    "summary": "The related list as readers see it, with the reasons for every item",
-                    "security": [{"bearer": []}],
-                    "parameters": [ARTICLE_ID, *filters],
-                    "responses": {"200": _json({"type": "object"}, "items with score parts, shared terms and names, "
-                                                                   "age, pins; filter and override effects"),
-                                  **_errors(400, 401, 403, 404, 422, 503)},
-                }
-            },
-            "/editor": {"get": {"summary": "The editors' page (HTML; asks for the token once)",
-                                "responses": {"200": {"description": "HTML page",
-                                                      "content": {"text/html": {"schema": {"type": "string"}}}}}}},
-            "/v1/audit": {
-                "get": {
-                    "summary": "Who changed what and why, newest first",
-                    "security": [{"bearer": []}],
-                    "parameters": [{"name": "limit", "in": "query",
-                                    "schema": {"type": "integer", "minimum": 1, "maximum": limits.AUDIT_LIMIT,
-                                               "default": 100}}],
-                    "responses": {"200": _json({"type": "object"}, "audit entries"), **_errors(400, 401, 403, 503)},
-                }
-            },
-            "/healthz": {"get": {"summary": "The process is alive",
-                                 "responses": {"200": _json({"type": "object"}, "alive")}}},
-            "/readyz": {"get": {"summary": "An index is loaded and answers",
-                                "responses": {"200": _json({"type": "object"}, "ready"), **_errors(503)}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics",
-                                 "responses": {"200": {"description": "text exposition format",
-                                                       "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-            "/openapi.json": {"get": {"summary": "This description",
-                                      "responses": {"200": _json({"type": "object"}, "OpenAPI 3 document")}}},
-        },
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}, "schemas": {
-            "Article": {"type": "object", "required": ["title", "body", "published_at", "lang"], "properties": {
-                "id": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$",
-                       "description": "optional; must equal the id in the URL"},
-                "title": _text(FIELD_LIMITS["title"], minLength=1), "body": _text(FIELD_LIMITS["body"], minLength=1),
-                "teaser": _text(FIELD_LIMITS["teaser"]),
-                "published_at": _text(FIELD_LIMITS["published_at"], format="date-time",
-                                      description="with a UTC offset; in the future: not suggested before then"),
-                "lang": {"type": "string", "pattern": "^[A-Za-z]{2,3}$", "description": "ISO 639 code"},
-                "url": _text(FIELD_LIMITS["url"]), "section": _text(FIELD_LIMITS["section"]),
-                "author": _text(FIELD_LIMITS["author"]),
-                "tags": {"type": "array", "items": _text(MAX_TAG_CHARS), "maxItems": MAX_TAGS}, **WHO_WHY}},
-            "Override": {"type": "object", "required": ["action", "target"], "properties": {
-                "action": {"type": "string", "enum": ["pin", "block", "block_everywhere"]},
-                "target": ID, "position": {"type": "integer", "minimum": 1}, **WHO_WHY}},
-            "Overrides": {"type": "object", "properties": {
-                "article_id": {"type": "string"}, "overrides": {"type": "array", "items": {"type": "object"}},
-                "audit": {"type": "array", "items": {"type": "object"}}}},
-            "Error": {"type": "object", "required": ["error", "message"],
-                      "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
-            "Item": {"type": "object", "required": ["id", "title", "teaser", "url", "published_at", "section", "lang", "score"],
-                     "properties": {"id": {"type": "string"}, "title": {"type": "string"},
-                                    "teaser": {"type": "string"}, "url": {"type": "string"},
-                                    "published_at": {"type": "string", "format": "date-time"},
-                                    "section": {"type": "string"}, "lang": {"type": "string"},
-                                    "score": {"type": "number"}}},
-            "Related": {"type": "object", "required": ["article_id", "items", "index_version"],
-                        "properties": {"article_id": {"type": "string", "nullable": True},
-                                       "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}},
-                                       "index_version": {"type": "string"}}},
-            "Draft": {"type": "object", "required": ["title", "body"],
-                      "properties": {
-                          "title": _text(FIELD_LIMITS["title"]), "body": _text(FIELD_LIMITS["body"]),
-                          "teaser": _text(FIELD_LIMITS["teaser"]),
-                          "lang": _text(FIELD_LIMITS["lang"], description="ISO 639 code of the draft"),
-                          "published_at": _text(FIELD_LIMITS["published_at"], format="date-time",
-                                                description="with a UTC offset; ages and max_age_days count "
-                                                            "from it"),
-                          "k": {"type": "integer", "minimum": 1, "maximum": max_k},
-                          "filters": {"type": "object", "properties": {
-                              "lang": _list(limits.MAX_LANG_CHARS),
-                              "section": _list(limits.MAX_SECTION_CHARS),
-                              "max_age_days": POSITIVE,
-                              "exclude": _list(limits.MAX_ID_CHARS)}}}},
-        }},
+        "paths": paths,
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+                       "schemas": _schemas(models)},
     }
+    _bound_k(document, settings)
+    return document
+
+
+def _operation(declared: Operation, path_names: list[str], models: set[type[BaseModel]]) -> dict[str, Any]:
+    """One method of one path; the models it names are added to `models`."""
+    described: dict[str, Any] = {"summary": declared.summary}
+    if declared.editor:
+        described["security"] = [{"bearer": []}]
+    path = _schema(declared.path or ArticlePath)["properties"]
+    parameters = [{"name": name, "in": "path", "required": True, "schema": path[name]} for name in path_names]
+    if declared.query is not None:
+        parameters += _query_parameters(declared.query)
+    if parameters:
+        described["parameters"] = parameters
+    if declared.body is not None:
+        models.add(declared.body)
+        described["requestBody"] = {"required": declared.body_required, "content": {"application/json": {
+            "schema": {"$ref": REF.format(model=declared.body.__name__)}}}}
+    responses = {}
+    for status, (what, description) in declared.answers.items():
+        responses[str(status)] = _answer(what, description, models)
+    responses.update({str(status): _answer(Error, ERRORS[status], models) for status in declared.errors})
+    described["responses"] = responses
+    return described
+
+
+def _answer(what: Any, description: str, models: set[type[BaseModel]]) -> dict[str, Any]:
+    if what is None:
+        return {"description": description}
+    if isinstance(what, str):  # a media type: a text answer
+        return {"description": description, "content": {what: {"schema": {"type": "string"}}}}
+    if isinstance(what, dict):  # a JSON schema of its own (this description's)
+        return {"description": description, "content": {"application/json": {"schema": what}}}
+    models.add(what)
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": REF.format(
+        model=what.__name__)}}}}
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = _schema(model)
+    parameters = []
+    for name, field in schema["properties"].items():
+        description = field.pop("description", None)
+        parameter = {"name": name, "in": "query", "schema": field}
+        if name in schema.get("required", ()):
+            parameter["required"] = True
+        if field.get("type") == "array":
+            parameter["explode"] = True  # lang=de&lang=en
+        if description:
+            parameter["description"] = description
+        parameters.append(parameter)
+    return parameters
+
+
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    return _openapi30(model.model_json_schema(ref_template=REF))
+
+
+def _schemas(models: Iterable[type[BaseModel]]) -> dict[str, Any]:
+    """The components: every named model; models nested in them and not named are written out in place."""
+    named = sorted(models, key=lambda model: model.__name__)
+    _, top = models_json_schema([(model, "validation") for model in named], ref_template=REF)
+    definitions = top.get("$defs", {})
+    names = {model.__name__ for model in named}
+    nested = {name: schema for name, schema in definitions.items() if name not in names}
+    return {name: _openapi30(_inline(definitions[name], nested)) for name in sorted(names)}
+
+
+def _inline(node: Any, nested: dict[str, Any]) -> Any:
+    if isinstance(node, list):
+        return [_inline(value, nested) for value in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref", "")
+    name = ref.rsplit("/", 1)[-1]
+    if name in nested:
+        siblings = {key: value for key, value in node.items() if key != "$ref"}
+        return _inline({**nested[name], **siblings}, nested)
+    return {key: _inline(value, nested) for key, value in node.items()}
+
+
+def _openapi30(node: Any) -> Any:
+    """A JSON Schema (2020-12, as pydantic writes it) in OpenAPI 3.0's dialect, without pydantic's titles."""
+    if isinstance(node, list):
+        return [_openapi30(value) for value in node]
+    if not isinstance(node, dict):
+        return node
+    schema: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "title" or (key == "default" and value is None):
+            continue
+        if key in ("properties", "$defs"):  # names, not keywords
+            schema[key] = {name: _openapi30(child) for name, child in value.items()}
+        else:
+            schema[key] = _openapi30(value)
+    options = schema.get("anyOf", [])
+    if len(options) == 2 and {"type": "null"} in options:  # X | None
+        schema.pop("anyOf")
+        schema = {**next(option for option in options if option != {"type": "null"}), **schema, "nullable": True}
+    if isinstance(schema.get("exclusiveMinimum"), (int, float)) and not isinstance(schema["exclusiveMinimum"], bool):
+        # OpenAPI 3.0 takes JSON Schema draft 4's form: exclusiveMinimum is a flag on minimum, not a number.
+        schema["minimum"], schema["exclusiveMinimum"] = schema["exclusiveMinimum"], True
+    return schema
+
+
+def _bound_k(node: Any, settings: Settings) -> None:
+    """k's bounds are settings, not constants (fields.Count): at most max_k, by default default_k."""
+    if isinstance(node, list):
+        for value in node:
+            _bound_k(value, settings)
+    elif isinstance(node, dict):
+        if node.get("in") == "query" and node.get("name") == "k":
+            node["schema"].update(maximum=settings.max_k, default=settings.default_k)
+        if isinstance(node.get("properties"), dict) and "k" in node["properties"]:
+            node["properties"]["k"].update(maximum=settings.max_k, default=settings.default_k)
+        for value in node.values():
+            _bound_k(value, settings)

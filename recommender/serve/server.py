@@ -7,6 +7,7 @@ import tempfile
 from typing import Any
 
 from ..config import Settings
+from .current import ENGINE
 
 # prometheus_client picks its storage when first imported: the variable must be set before that, so this
 # module does not import the metrics module at its top.
@@ -41,7 +42,7 @@ def _gunicorn(settings: Settings, app: Any, announce: Any) -> Any:
 
     def when_ready(server: Any) -> None:
         port = server.LISTENERS[0].sock.getsockname()[1]
-        _announce(app, settings.workers, f"http://{settings.host}:{port}", announce)
+        _announce(app, settings, f"http://{settings.host}:{port}", announce)
 
     def post_fork(server: Any, worker: Any) -> None:
         from threadpoolctl import threadpool_limits
@@ -94,12 +95,12 @@ def _gunicorn(settings: Settings, app: Any, announce: Any) -> Any:
     return Gunicorn()
 
 
-def _announce(app: Any, workers: int, base: str, announce: Any) -> None:
-    engine = app.config["RECOMMENDER"]
+def _announce(app: Any, settings: Settings, base: str, announce: Any) -> None:
+    engine = app.extensions[ENGINE]
     sample = engine.snapshot.articles[0]["id"] if len(engine.snapshot) else "ARTICLE_ID"
     announce(f"serving {len(engine.snapshot)} articles (index {engine.snapshot.version}) with "
-             f"{workers} workers on {base}")
+             f"{settings.workers} workers on {base}")
     announce(f"  related links: {base}/v1/articles/{sample}/related")
-    announce(f"  editors' page: {base}/editor" + ("" if os.environ.get("RECOMMENDER_API_TOKEN") else
+    announce(f"  editors' page: {base}/editor" + ("" if settings.api_token else
                                                   "   (set RECOMMENDER_API_TOKEN to enable editing)"))
     announce(f"  API description: {base}/openapi.json   health: {base}/healthz   metrics: {base}/metrics")

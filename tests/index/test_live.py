@@ -55,7 +55,7 @@ def ids(client, article_id, k=5):
 
 
 def test_a_new_article_is_served_at_once_and_after_a_restart(settings):
-    client = create_app(settings, api_token=TOKEN).test_client()
+    client = create_app(settings.replace(api_token=TOKEN)).test_client()
     new = record("flut-live", title="Hochwasser in Passau: Pegel der Donau sinkt",
                  body="Die Donau in Passau sinkt, am Inn werden Sandsäcke abgebaut, die Altstadt wird geputzt.",
                  published_at="2026-03-02T08:00:00+01:00")
@@ -65,14 +65,14 @@ def test_a_new_article_is_served_at_once_and_after_a_restart(settings):
     assert "+live" in answer.get_json()["index_version"]
     assert "flut-live" in ids(client, "flut-0", k=2)
     assert set(ids(client, "flut-live", k=2)) == {"flut-0", "flut-1"}
-    other_worker = create_app(settings, api_token=TOKEN).test_client()
+    other_worker = create_app(settings.replace(api_token=TOKEN)).test_client()
     assert "flut-live" in ids(other_worker, "flut-1", k=2)
     teaser = other_worker.get("/v1/articles/flut-1/related?k=5").get_json()["items"]
     assert all(item["teaser"] for item in teaser)
 
 
 def test_an_updated_article_replaces_its_indexed_version(settings):
-    client = create_app(settings, api_token=TOKEN).test_client()
+    client = create_app(settings.replace(api_token=TOKEN)).test_client()
     assert "zins-0" not in ids(client, "wahl-0", k=1)
     changed = record("zins-0", title="Landtagswahl in Bayern: Analyse", lang="de",
                      body="Die Landtagswahl in Bayern: CSU und Freie Wähler in München, die Sondierungen beginnen.")
@@ -85,7 +85,7 @@ def test_an_updated_article_replaces_its_indexed_version(settings):
 
 
 def test_live_articles_can_be_taken_down(settings):
-    client = create_app(settings, api_token=TOKEN).test_client()
+    client = create_app(settings.replace(api_token=TOKEN)).test_client()
     client.put("/v1/articles/flut-live", headers=AUTH,
                json=record("flut-live", title="Donau", body="Passau Donau Inn Sandsäcke Altstadt Hochwasser."))
     client.delete("/v1/articles/flut-live", headers=AUTH)
@@ -99,7 +99,7 @@ def test_live_articles_can_be_taken_down(settings):
      ({**record("other-id")}, 422)],
 )
 def test_invalid_articles_are_refused(settings, body, status):
-    client = create_app(settings, api_token=TOKEN).test_client()
+    client = create_app(settings.replace(api_token=TOKEN)).test_client()
     answer = client.put("/v1/articles/x", json=body, headers=AUTH)
     assert answer.status_code == status and answer.get_json()["error"] == "invalid_article"
     assert client.put("/v1/articles/x", json=record("x")).status_code == 401

@@ -1,5 +1,9 @@
+import os
+import subprocess
+import sys
+
 import pytest
-from conftest import CACHE_DIR, record, write_jsonl
+from conftest import CACHE_DIR, REPO, record, write_jsonl
 
 from recommender.config import load_settings
 from recommender.jobs.index_job import build_index
@@ -14,7 +18,8 @@ EXTRA = ["Am Abend gab es eine erste Bilanz.", "Die Opposition verlangt Aufklär
 
 
 @pytest.fixture
-def client(tmp_path):
+def app_settings(tmp_path):
+    """Six stories on two topics, in German and English (the `app` and `client` fixtures serve them)."""
     records = [record(f"{t}-{n}", title=f"{t} {n}", body=f"{body} {EXTRA[n]}",
                       lang="de" if n < 2 else "en") for t, body in BODIES.items() for n in range(3)]
     corpus = write_jsonl(tmp_path / "c.jsonl", records)
@@ -22,7 +27,7 @@ def client(tmp_path):
                              duplicate_threshold=0.99, max_request_bytes=4000, cors_origins="https://news.example",
                              state_dir=str(tmp_path / "state"))
     build_index([corpus], settings.index_dir, settings)
-    return create_app(settings).test_client()
+    return settings
 
 
 def test_related_by_id(client):
@@ -178,3 +183,10 @@ def test_a_corrupt_new_snapshot_is_refused_and_the_old_one_keeps_serving(tmp_pat
     broken.write_bytes(bytes(data))
     answer = client.get("/v1/articles/a0/related")
     assert answer.status_code == 200 and answer.get_json()["index_version"] == first
+
+
+def test_importing_serve_leaves_prometheus_client_unloaded_until_create_app_is_asked_for():
+    # `recommender serve` must point prometheus_client at its multiprocess folder before the metrics load.
+    code = ("import sys, recommender.serve as serve; assert 'prometheus_client' not in sys.modules; "
+            "serve.create_app; assert 'prometheus_client' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -20,9 +20,10 @@ ROUNDS = 40
 def workers(tmp_path):
     corpus = write_jsonl(tmp_path / "c.jsonl", [record(f"a{i}", body=f"Die Donau in Passau, Folge {i}.") for i in range(12)])
     settings = load_settings(environ={}, profile="tfidf", index_dir=str(tmp_path / "index"), cache_dir="",
-                             state_dir=str(tmp_path / "state"), write_rate_limit="")
+                             state_dir=str(tmp_path / "state"), write_rate_limit="", api_token=TOKEN)
     build_index([corpus], settings.index_dir, settings)
-    return [create_app(settings, api_token=TOKEN).test_client() for _ in range(2)]
+    # Two processes: each app opens its own engine (and SQLite connections) over the one state_dir.
+    return [create_app(settings).test_client() for _ in range(2)]
 
 
 def at_once(*calls):

@@ -19,18 +19,14 @@ EXTRA = ["Am Abend gab es eine erste Bilanz.", "Die Opposition verlangt Aufklär
 
 
 @pytest.fixture
-def settings(tmp_path):
+def app_settings(tmp_path):
+    """Eight stories on two topics, served with TOKEN (the `app` and `client` fixtures serve them)."""
     records = [record(f"{t}-{n}", title=f"{t} {n}", body=f"{body} {EXTRA[n]}") for t, body in TOPICS.items() for n in range(4)]
     corpus = write_jsonl(tmp_path / "c.jsonl", records)
     settings = load_settings(environ={}, profile="tfidf", index_dir=str(tmp_path / "index"), cache_dir=str(CACHE_DIR),
-                             state_dir=str(tmp_path / "state"), duplicate_threshold=0.99)
+                             state_dir=str(tmp_path / "state"), duplicate_threshold=0.99, api_token=TOKEN)
     build_index([corpus], settings.index_dir, settings)
     return settings
-
-
-@pytest.fixture
-def client(settings):
-    return create_app(settings, api_token=TOKEN).test_client()
 
 
 def related_ids(client, article_id, **params):
@@ -38,13 +34,13 @@ def related_ids(client, article_id, **params):
     return [item["id"] for item in answer.get_json()["items"]]
 
 
-def test_writes_need_the_token(settings, client):
+def test_writes_need_the_token(make_app, client):
     body = {"action": "block", "target": "flut-2"}
     assert client.put("/v1/articles/flut-0/overrides", json=body).status_code == 401
     assert client.put("/v1/articles/flut-0/overrides", json=body).headers["WWW-Authenticate"].startswith("Bearer")
     wrong = client.put("/v1/articles/flut-0/overrides", json=body, headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 403 and wrong.get_json()["error"] == "forbidden"
-    disabled = create_app(settings, api_token="").test_client()
+    disabled = make_app(api_token="").test_client()
     answer = disabled.put("/v1/articles/flut-0/overrides", json=body, headers=AUTH)
     assert answer.status_code == 403 and answer.get_json()["error"] == "writes_disabled"
     assert client.get("/v1/audit").status_code == 401
@@ -74,28 +70,28 @@ def test_block_here_and_block_everywhere(client):
     assert "flut-3" not in [i["id"] for i in draft["items"]]
 
 
-def test_takedown_removes_an_article_everywhere_and_survives_a_restart(settings, client):
+def test_takedown_removes_an_article_everywhere_and_survives_a_restart(app_settings, client):
     answer = client.delete("/v1/articles/wahl-1", headers=AUTH, json={"who": "legal", "why": "court order"})
     assert answer.status_code == 200 and answer.get_json() == {"article_id": "wahl-1", "taken_down": True, "in_index": True}
     assert all("wahl-1" not in related_ids(client, a) for a in ("wahl-0", "wahl-2", "flut-0"))
     assert client.get("/v1/articles/wahl-1/related").status_code == 404
-    restarted = create_app(settings, api_token=TOKEN).test_client()
+    restarted = create_app(app_settings).test_client()  # a new process: its own engine over the same state
     assert "wahl-1" not in related_ids(restarted, "wahl-0")
     entries = restarted.get("/v1/audit", headers=AUTH).get_json()["entries"]
     assert entries[0]["change"] == "takedown" and entries[0]["who"] == "legal" and entries[0]["why"] == "court order"
 
 
-def test_overrides_survive_a_reindex(settings, client):
+def test_overrides_survive_a_reindex(app_settings, client):
     client.put("/v1/articles/flut-0/overrides", headers=AUTH, json={"action": "pin", "target": "wahl-2", "position": 2})
-    corpus = Path(settings.index_dir).parent / "c.jsonl"
-    build_index([corpus], settings.index_dir, settings)
-    fresh = create_app(settings, api_token=TOKEN).test_client()
+    corpus = Path(app_settings.index_dir).parent / "c.jsonl"
+    build_index([corpus], app_settings.index_dir, app_settings)
+    fresh = create_app(app_settings).test_client()
     assert related_ids(fresh, "flut-0")[1] == "wahl-2"
 
 
-def test_a_change_in_another_worker_is_seen_at_once(settings):
-    first = create_app(settings, api_token=TOKEN).test_client()
-    second = create_app(settings, api_token=TOKEN).test_client()  # another process's app over the same store
+def test_a_change_in_another_worker_is_seen_at_once(client, app_settings):
+    first = client
+    second = create_app(app_settings).test_client()  # another process's app (and engine) over the same store
     assert "flut-1" in related_ids(second, "flut-0")
     first.put("/v1/articles/flut-0/overrides", headers=AUTH, json={"action": "block", "target": "flut-1"})
     assert "flut-1" not in related_ids(second, "flut-0")

@@ -41,9 +41,10 @@ def app(tmp_path_factory):
     corpus = write_jsonl(tmp / "c.jsonl", [record(f"a{i}", title=f"Donau {i}", body=f"Text {i} über die Donau und Passau.")
                                            for i in range(5)])
     settings = load_settings(environ={}, profile="tfidf", index_dir=str(tmp / "index"), cache_dir="",
-                             state_dir=str(tmp / "state"), max_request_bytes=20_000, write_rate_limit="")
+                             state_dir=str(tmp / "state"), max_request_bytes=20_000, write_rate_limit="",
+                             api_token=TOKEN)
     build_index([corpus], settings.index_dir, settings)
-    return create_app(settings, api_token=TOKEN)
+    return create_app(settings)
 
 
 def error_shape(response) -> str | None:

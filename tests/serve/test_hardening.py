@@ -14,7 +14,6 @@ from recommender.engine import Recommender
 from recommender.ingest.corpus import FIELD_LIMITS
 from recommender.jobs.index_job import build_index
 from recommender.rank.editorial import EditorialStore
-from recommender.serve.app import create_app
 
 TOKEN = "hardening-token-5e1"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -30,26 +29,18 @@ def iso(stamp: float) -> str:
 
 
 @pytest.fixture
-def settings(tmp_path):
+def app_settings(tmp_path):
+    """Five stories a day apart and one scheduled an hour ahead, served with TOKEN (`app`, `client`, `engine`)."""
     records = [record(f"a{i}", title=f"Hochwasser Passau {i}", body=f"{BODY} {EXTRA[i]}",
                       published_at=iso(NOW - 86400 * (i + 1))) for i in range(5)]
     records.append(record("future", title="Hochwasser Passau morgen", body=f"{BODY} Morgen.",
                           published_at=iso(NOW + 3600)))
     corpus = write_jsonl(tmp_path / "c.jsonl", records)
     settings = load_settings(environ={}, profile="tfidf", index_dir=str(tmp_path / "index"), cache_dir="",
-                             state_dir=str(tmp_path / "state"), duplicate_threshold=0.99, write_rate_limit="")
+                             state_dir=str(tmp_path / "state"), duplicate_threshold=0.99, write_rate_limit="",
+                             api_token=TOKEN)
     build_index([corpus], settings.index_dir, settings)
     return settings
-
-
-@pytest.fixture
-def app(settings):
-    return create_app(settings, api_token=TOKEN)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
 
 
 def ids(answer):
@@ -156,8 +147,7 @@ def test_a_put_after_a_takedown_is_409_until_restored_on_purpose_and_every_write
 
 # --- point 4: embargo ---------------------------------------------------------------------------------------
 
-def test_a_scheduled_article_is_hidden_until_its_moment_then_shown_without_restart(app, client):
-    engine = app.config["RECOMMENDER"]
+def test_a_scheduled_article_is_hidden_until_its_moment_then_shown_without_restart(engine, client):
     assert "future" not in ids(client.get("/v1/articles/a1/related", query_string={"k": 6}))
     assert "future" not in ids(client.post("/v1/related", json={"title": "Hochwasser Passau", "body": BODY, "k": 6}))
     preview = client.get("/v1/articles/future/related")  # the CMS previews the scheduled story's own list
@@ -171,8 +161,7 @@ def test_a_scheduled_article_is_hidden_until_its_moment_then_shown_without_resta
     assert client.get("/v1/articles/a1/related").cache_control.max_age == 60
 
 
-def test_a_scheduled_article_received_through_the_api_or_pinned_stays_hidden(app, client):
-    engine = app.config["RECOMMENDER"]
+def test_a_scheduled_article_received_through_the_api_or_pinned_stays_hidden(engine, client):
     engine.clock = lambda: NOW + 7200  # "future" from the corpus is visible; the new one is not
     later = {k: v for k, v in record("later", title="Hochwasser Passau später", body=BODY + " Später.",
                                      published_at=iso(NOW + 9000)).items() if k != "id"}
@@ -247,28 +236,22 @@ def _damaged(path):
 
 @pytest.mark.parametrize("spoil", [lambda p: p.write_bytes(b""), _garbage, _wrong_schema, _damaged],
                          ids=["empty", "garbage", "wrong-schema", "damaged"])
-def test_a_state_file_that_is_not_ours_refuses_start_up_with_one_line(settings, spoil, capsys, monkeypatch):
+def test_a_state_file_that_is_not_ours_refuses_start_up_with_one_line(app_settings, spoil, runner):
     from pathlib import Path
 
-    from recommender.cli import main
-
-    path = Path(settings.state_dir) / "editorial.sqlite"
+    path = Path(app_settings.state_dir) / "editorial.sqlite"
     path.parent.mkdir(parents=True, exist_ok=True)
     spoil(path)
     with pytest.raises(StateFileError) as refused:
-        Recommender.open(settings)
+        Recommender.open(app_settings)
     message = str(refused.value)
     assert "\n" not in message and str(path) in message and "restore" in message and "move it away" in message
-    monkeypatch.setenv("RECOMMENDER_STATE_DIR", settings.state_dir)
-    monkeypatch.setenv("RECOMMENDER_PROFILE", "tfidf")
-    monkeypatch.setenv("RECOMMENDER_CACHE_DIR", "")
-    assert main(["related", "a1", "--index", settings.index_dir]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and str(path) in err and "Traceback" not in err
+    ran = runner.invoke("related", "a1")
+    assert ran.exit_code == 1
+    assert ran.stderr.count("\n") == 1 and str(path) in ran.stderr and "Traceback" not in ran.stderr
 
 
-def test_a_write_that_fails_answers_503_keeps_what_was_acknowledged_and_reads_go_on(settings, app, client):
-    engine = app.config["RECOMMENDER"]
+def test_a_write_that_fails_answers_503_keeps_what_was_acknowledged_and_reads_go_on(app_settings, engine, client):
     assert client.delete("/v1/articles/a4", json={"why": "first"}, headers=AUTH).status_code == 200
     db = engine.editorial._db
     db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")  # the disk is full
@@ -282,7 +265,7 @@ def test_a_write_that_fails_answers_503_keeps_what_was_acknowledged_and_reads_go
     live.execute(f"PRAGMA max_page_count = {live.execute('PRAGMA page_count').fetchone()[0]}")
     big = {k: v for k, v in record("big", body="Donau " * 20_000).items() if k != "id"}
     assert client.put("/v1/articles/big", json=big, headers=AUTH).status_code == 503
-    again = Recommender.open(settings)  # a restart: nothing acknowledged is lost
+    again = Recommender.open(app_settings)  # a restart: nothing acknowledged is lost
     assert acknowledged <= again.rules().taken_down and "big" not in again.snapshot.row_of
 
 
@@ -296,16 +279,13 @@ def test_a_failed_commit_raises_state_unavailable_and_the_store_keeps_reading(tm
     assert "kept" in store.rules().taken_down and not store._db.in_transaction
 
 
-def test_backup_state_copies_consistently_while_open(client, settings, tmp_path, monkeypatch, capsys):
-    from recommender.cli import main
-
+def test_backup_state_copies_consistently_while_open(client, app_settings, tmp_path, runner):
     assert client.delete("/v1/articles/a2", headers=AUTH).status_code == 200
-    monkeypatch.setenv("RECOMMENDER_STATE_DIR", settings.state_dir)
-    assert main(["backup-state", str(tmp_path / "backup")]) == 0
-    assert "editorial.sqlite" in capsys.readouterr().out
+    ran = runner.invoke("backup-state", str(tmp_path / "backup"))
+    assert ran.exit_code == 0 and "editorial.sqlite" in ran.output
     restored = EditorialStore(tmp_path / "backup" / "editorial.sqlite")  # passes the start-up checks
     assert "a2" in restored.rules().taken_down
-    assert [p.name for p in backup_state(settings.state_dir, tmp_path / "b2")] == ["editorial.sqlite", "live.sqlite"]
+    assert [p.name for p in backup_state(app_settings.state_dir, tmp_path / "b2")] == ["editorial.sqlite", "live.sqlite"]
 
 
 def test_what_every_encoder_reads_is_bounded_whatever_the_article_holds():

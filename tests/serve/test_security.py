@@ -29,19 +29,15 @@ WRITES = [e for e in EDITOR_ENDPOINTS if e[0] in ("put", "delete")]
 
 
 @pytest.fixture
-def settings(tmp_path):
+def app_settings(tmp_path):
+    """Five short articles served with the token TOKEN (the `app` and `client` fixtures serve them)."""
     corpus = write_jsonl(tmp_path / "c.jsonl", [record(f"a{i}", title=f"Donau {i}", body=f"Die Donau in Passau, Teil {i}.")
                                                 for i in range(5)])
     settings = load_settings(environ={}, profile="tfidf", index_dir=str(tmp_path / "index"), cache_dir="",
                              state_dir=str(tmp_path / "state"), max_request_bytes=20_000, max_k=10,
-                             cors_origins="https://news.example")
+                             cors_origins="https://news.example", api_token=TOKEN)
     build_index([corpus], settings.index_dir, settings)
     return settings
-
-
-@pytest.fixture
-def client(settings):
-    return create_app(settings, api_token=TOKEN).test_client()
 
 
 def call(client, method, url, body, headers=None, **kwargs):
@@ -58,12 +54,21 @@ def test_every_editor_endpoint_needs_the_token(client, method, url, body):
 
 
 @pytest.mark.parametrize("method, url, body", EDITOR_ENDPOINTS)
-def test_without_a_configured_token_editor_endpoints_are_disabled_not_open(settings, method, url, body):
-    for token in ("", None):  # None: the environment, where the variable is unset
-        client = create_app(settings, api_token=token).test_client()
+def test_without_a_configured_token_editor_endpoints_are_disabled_not_open(app_settings, engine, make_app,
+                                                                            method, url, body):
+    from_environment = {f"RECOMMENDER_{name.upper()}": str(getattr(app_settings, name))
+                        for name in ("profile", "index_dir", "cache_dir", "state_dir")}  # no RECOMMENDER_API_TOKEN
+    for app in (make_app(api_token=""), create_app(load_settings(environ=from_environment), engine)):
+        client = app.test_client()
         for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer anything"}):
             answer = call(client, method, url, body, headers)
             assert answer.status_code == 403 and answer.get_json()["error"] == "writes_disabled"
+
+
+def test_the_token_comes_from_the_settings_not_the_environment(make_app, monkeypatch):
+    monkeypatch.setenv("RECOMMENDER_API_TOKEN", TOKEN)  # read once, where the process starts: not by the app
+    answer = make_app(api_token="").test_client().get("/v1/audit", headers=AUTH)
+    assert answer.status_code == 403 and answer.get_json()["error"] == "writes_disabled"
 
 
 def test_the_token_is_compared_in_constant_time(client, monkeypatch):
@@ -80,10 +85,8 @@ def test_the_token_is_compared_in_constant_time(client, monkeypatch):
     assert seen == [(b"guess", TOKEN.encode()), (TOKEN.encode(), TOKEN.encode())]
 
 
-def test_the_token_is_never_logged_nor_echoed(settings, caplog, monkeypatch, capsys):
-    settings = settings.replace(write_rate_limit="5/minute")
-    app = create_app(settings, api_token=TOKEN)
-    client = app.test_client()
+def test_the_token_is_never_logged_nor_echoed(make_app, engine, caplog, monkeypatch, capsys):
+    client = make_app(write_rate_limit="5/minute").test_client()
     caplog.set_level(logging.DEBUG)
     answers = []
     for method, url, body in EDITOR_ENDPOINTS:
@@ -95,7 +98,7 @@ def test_the_token_is_never_logged_nor_echoed(settings, caplog, monkeypatch, cap
     def boom(*args, **kwargs):
         raise RuntimeError("storage failed")
 
-    monkeypatch.setattr(app.config["RECOMMENDER"].editorial, "audit", boom)
+    monkeypatch.setattr(engine.editorial, "audit", boom)
     failed = client.get("/v1/audit", headers=AUTH)
     assert failed.status_code == 500 and failed.get_json()["error"] == "internal_error"
     assert any(a.status_code == 429 for a in answers)  # the rate limit answered too
@@ -108,12 +111,12 @@ def test_the_token_is_never_logged_nor_echoed(settings, caplog, monkeypatch, cap
     assert TOKEN not in logged and TOKEN[:-2] not in logged
 
 
-def test_the_token_is_not_a_setting_and_never_printed(monkeypatch, capsys):
-    from recommender.cli import main
-
+def test_the_token_is_a_secret_setting_never_printed(runner, monkeypatch):
     monkeypatch.setenv("RECOMMENDER_API_TOKEN", TOKEN)
-    assert main(["settings"]) == 0
-    assert TOKEN not in capsys.readouterr().out
+    ran = runner.invoke("settings")
+    assert ran.exit_code == 0 and TOKEN not in ran.output + ran.stderr
+    shown = next(line for line in ran.output.splitlines() if line.startswith("api_token"))
+    assert "(not set)" in shown and "environment" in shown  # the default, and where the token belongs
 
 
 def test_body_size_limit_on_every_write(client):
@@ -152,8 +155,8 @@ def test_json_depth_is_counted_without_parsing():
 @pytest.mark.parametrize("method, url", [("post", "/v1/related"), ("put", "/v1/articles/a0/overrides"),
                                          ("put", "/v1/articles/deep"), ("delete", "/v1/articles/a0/overrides"),
                                          ("delete", "/v1/articles/a1")])
-def test_deeply_nested_json_is_a_400_with_a_json_message(settings, method, url, depth):
-    client = create_app(settings.replace(max_request_bytes=1_000_000), api_token=TOKEN).test_client()
+def test_deeply_nested_json_is_a_400_with_a_json_message(make_app, method, url, depth):
+    client = make_app(max_request_bytes=1_000_000).test_client()
     body = '{"title": "x", "body": "y", "k": ' + "[" * depth + "]" * depth + "}"
     answer = getattr(client, method)(url, data=body, content_type="application/json", headers=AUTH)
     assert answer.status_code == 400
@@ -173,8 +176,8 @@ def test_broken_json_bodies_are_400(client, raw):
     assert answer.status_code == 400 and answer.get_json()["error"] == "bad_json"
 
 
-def test_writes_are_rate_limited_per_client_with_retry_after(settings):
-    client = create_app(settings.replace(write_rate_limit="3/minute"), api_token=TOKEN).test_client()
+def test_writes_are_rate_limited_per_client_with_retry_after(make_app):
+    client = make_app(write_rate_limit="3/minute").test_client()
     statuses = [client.put("/v1/articles/a0/overrides", json=OVERRIDE, headers=headers).status_code
                 for headers in (AUTH, {}, AUTH)]
     assert statuses == [200, 401, 200]  # failed attempts count too: guessing the token is limited
@@ -189,15 +192,15 @@ def test_writes_are_rate_limited_per_client_with_retry_after(settings):
     assert other.status_code == 200  # per client address
 
 
-def test_an_empty_rate_limit_disables_it_and_a_typo_fails_at_start_up(settings):
-    client = create_app(settings.replace(write_rate_limit=""), api_token=TOKEN).test_client()
+def test_an_empty_rate_limit_disables_it_and_a_typo_fails_at_start_up(make_app):
+    client = make_app(write_rate_limit="").test_client()
     assert all(client.put("/v1/articles/a0/overrides", json=OVERRIDE, headers=AUTH).status_code == 200
                for _ in range(70))
     with pytest.raises(ConfigError, match="write_rate_limit"):
-        create_app(settings.replace(write_rate_limit="sixty a minute"), api_token=TOKEN)
+        make_app(write_rate_limit="sixty a minute")
 
 
-def test_cors_allows_only_configured_origins_and_never_writes(settings, client):
+def test_cors_allows_only_configured_origins_and_never_writes(make_app, client):
     allowed = client.get("/v1/articles/a0/related", headers={"Origin": "https://news.example"})
     assert allowed.headers["Access-Control-Allow-Origin"] == "https://news.example"
     assert "Access-Control-Allow-Credentials" not in allowed.headers
@@ -210,7 +213,7 @@ def test_cors_allows_only_configured_origins_and_never_writes(settings, client):
     assert "PUT" not in preflight.headers.get("Access-Control-Allow-Methods", "")
     draft = client.options("/v1/related", headers={"Origin": "https://news.example", "Access-Control-Request-Method": "POST"})
     assert "POST" in draft.headers["Access-Control-Allow-Methods"]
-    closed = create_app(settings.replace(cors_origins=""), api_token=TOKEN).test_client()
+    closed = make_app(cors_origins="").test_client()
     answer = closed.get("/v1/articles/a0/related", headers={"Origin": "https://news.example"})
     assert "Access-Control-Allow-Origin" not in answer.headers
 

@@ -1,0 +1,107 @@
+"""Answer models: what each endpoint answers, declared for /openapi.json.
+
+The answers themselves are built by payloads.py (shared with the CLI's --json) and the views; the fuzz test
+checks every answer it gets against these declarations, and tests/serve/test_models.py real answers too.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class Error(BaseModel):
+    """Every error: a stable code for programs, a sentence for people."""
+
+    error: str
+    message: str
+
+
+class Story(BaseModel):
+    """What a reader's page shows of one story."""
+
+    id: str
+    title: str
+    teaser: str
+    url: str
+    published_at: datetime
+    section: str
+    lang: str
+
+
+class Item(Story):
+    """A related story and its score."""
+
+    score: float
+
+
+class Related(BaseModel):
+    """A related list (article_id is null for a draft)."""
+
+    article_id: str | None
+    items: list[Item]
+    index_version: str
+
+
+class Overrides(BaseModel):
+    """An article's pins and blocks, with their audit trail."""
+
+    article_id: str
+    overrides: list[dict[str, Any]]
+    audit: list[dict[str, Any]]
+
+
+class Explained(BaseModel):
+    """A related list as readers see it, with every item's reasons."""
+
+    article: Story
+    items: list[dict[str, Any]]
+    removed: dict[str, int]
+    considered: int
+    overrides: list[dict[str, Any]]
+    index_version: str
+    profile: str
+
+
+class Written(BaseModel):
+    """An article received through PUT."""
+
+    article_id: str
+    created: bool
+    index_version: str
+
+
+class TakenDown(BaseModel):
+    """An article taken down."""
+
+    article_id: str
+    taken_down: bool
+    in_index: bool
+
+
+class Found(BaseModel):
+    """The editors' search: up to 20 stories, newest first."""
+
+    articles: list[Story]
+
+
+class AuditTrail(BaseModel):
+    """Audit entries, newest first."""
+
+    entries: list[dict[str, Any]]
+
+
+class Health(BaseModel):
+    """The process answers."""
+
+    status: str
+
+
+class Ready(BaseModel):
+    """An index with articles is loaded."""
+
+    status: str
+    index_version: str
+    articles: int
+    profile: str

@@ -1,0 +1,59 @@
+"""The public API: related stories of an indexed article, or of a draft. No token; browsers may call it from
+the cors_origins."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+
+from ..embed.signals import RawText
+from ..engine import UnknownArticle
+from ..ingest.corpus import article_from_json
+from ..payloads import related_json
+from . import current
+from .answers import Related
+from .errors import ApiError
+from .models import Draft, RelatedQuery
+from .operations import operation
+
+public = Blueprint("public", __name__)
+
+
+@public.get("/v1/articles/<article_id>/related")
+@operation("Related stories of an indexed article (never the article itself)", query=RelatedQuery,
+           answers={200: (Related, "related stories; with ETag and Cache-Control (max-age ends before the next "
+                                   "scheduled story is published)"),
+                    304: (None, "not modified (If-None-Match matched the ETag)")},
+           errors=(400, 404, 422, 503))
+def related_by_id(article_id: str, query: RelatedQuery) -> Any:
+    """The related list of an indexed article, cacheable until the index or the schedule changes it."""
+    engine = current.engine()
+    try:
+        related = engine.related(article_id, query.k, query.filters())
+    except UnknownArticle as exc:
+        raise ApiError(404, "unknown_article", str(exc)) from None
+    response = jsonify(related_json(engine, article_id, related))
+    # The answer changes only with the index (and freshness, within the cache lifetime): an ETag of the
+    # body lets browsers and CDNs revalidate cheaply.
+    response.cache_control.public = True
+    # Never past the moment a scheduled story becomes visible: it may belong in this list from then on.
+    response.cache_control.max_age = engine.cache_seconds(current.settings().cache_max_age)
+    response.add_etag()
+    return response.make_conditional(request)
+
+
+@public.post("/v1/related")
+@operation("Related stories of an article that is not in the index (a draft)", body=Draft,
+           answers={200: (Related, "related stories")}, errors=(400, 408, 413, 415, 422, 503))
+def related_by_text(body: Draft) -> Any:
+    """The related list of a draft; ages count from its published_at when it gives one."""
+    try:  # validated as in the corpus format; the date is the moment ages are measured from
+        draft = article_from_json({"id": "draft", "title": body.title.strip() or "-", "body": body.body.strip() or "-",
+                                   "teaser": body.teaser, "lang": body.lang, "published_at": body.published_at})
+    except ValueError as exc:
+        raise ApiError(422, "invalid_article", str(exc)) from None
+    engine = current.engine()
+    now = draft.published_at if "published_at" in body.model_fields_set else None
+    related = engine.related_to_text(RawText(body.title, body.body, body.teaser), body.k, body.filters.filters(),
+                                     now=now)
+    return jsonify(related_json(engine, None, related))
