@@ -6,7 +6,7 @@ checks every answer it gets against these declarations, and tests/serve/test_mod
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -31,9 +31,12 @@ class Story(BaseModel):
 
 
 class Item(Story):
-    """A related story and its score."""
+    """A related story: its score (what it was ranked by), its calibrated relatedness (0..1, the same scale in
+    every index of a profile) and how it relates to the article."""
 
     score: float
+    relatedness: float
+    relation: Literal["same_story", "follow_up", "background", "related_topic", "fallback"]
 
 
 class Related(BaseModel):

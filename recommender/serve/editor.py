@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, render_template
 
+from ..engine import UnknownPlacement
 from ..ingest.corpus import article_from_json
 from ..payloads import item_json
 from ..rank.explain import explain
@@ -132,7 +133,10 @@ def explain_related(article_id: str, query: RelatedQuery) -> Any:
     """A related list with the reasons for every item."""
     engine = current.engine()
     _known(article_id)
-    related = engine.related(article_id, query.k, query.filters())
+    try:
+        related = engine.related(article_id, query.k, query.filters(), query.placement, query.options())
+    except UnknownPlacement as exc:
+        raise ApiError(400, "unknown_placement", str(exc)) from None
     row = engine.snapshot.row_of[article_id]
     reasons = explain(engine.snapshot, engine.profile, row, related, current.settings().recency_weight)
     items = [{**item_json(engine.snapshot.articles[s.row]), **reason} for s, reason in zip(related.suggestions, reasons)]

@@ -69,32 +69,78 @@ class Refusal:
 
 @dataclass(frozen=True)
 class Count:
-    """A whole number from 1 to `maximum`, in ASCII digits when it is a string (a query parameter).
+    """A whole number from `minimum` to `maximum`, in ASCII digits when it is a string (a query parameter).
 
-    maximum None: the server's k, at most the max_k setting, the default_k setting when missing (both from the
-    validation context; openapi.py writes them into the description).
+    maximum None: at most the max_k setting (from the validation context; openapi.py writes it into the
+    description); missing is None then: the placement's k, else the default_k setting, decides.
     """
 
     maximum: int | None = None
+    minimum: int = 1
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         return core_schema.with_info_plain_validator_function(self._parse)
 
     def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: Any) -> dict[str, Any]:
-        return {"type": "integer", "minimum": 1, **({"maximum": self.maximum} if self.maximum else {})}
+        return {"type": "integer", "minimum": self.minimum, **({"maximum": self.maximum} if self.maximum else {})}
 
-    def _parse(self, raw: Any, info: core_schema.ValidationInfo) -> int:
+    def _parse(self, raw: Any, info: core_schema.ValidationInfo) -> int | None:
         context, name = info.context or {}, info.field_name
-        top = self.maximum or context["max_k"]
+        top, low = self.maximum or context["max_k"], self.minimum
         if raw is None and self.maximum is None:
-            return context["default_k"]
+            return None
         if isinstance(raw, str):
             if not _DIGITS.fullmatch(raw):
-                raise bad_parameter(f"{name} must be an integer between 1 and {top}, in digits only")
+                raise bad_parameter(f"{name} must be an integer between {low} and {top}, in digits only")
             raw = int(raw)
-        if not isinstance(raw, int) or isinstance(raw, bool) or not 1 <= raw <= top:
-            raise bad_parameter(f"{name} must be an integer between 1 and {top}")
+        if not isinstance(raw, int) or isinstance(raw, bool) or not low <= raw <= top:
+            raise bad_parameter(f"{name} must be an integer between {low} and {top}")
         return raw
+
+
+@dataclass(frozen=True)
+class Fraction:
+    """A number from 0 (or above 0, when `above_zero`) to 1; as a string only digits with an optional decimal
+    part. None stays None: not given."""
+
+    above_zero: bool = False
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.with_info_plain_validator_function(self._parse)
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: Any) -> dict[str, Any]:
+        low = {"exclusiveMinimum": 0} if self.above_zero else {"minimum": 0}
+        return {"type": "number", **low, "maximum": 1}
+
+    def _parse(self, raw: Any, info: core_schema.ValidationInfo) -> float | None:
+        if raw is None:
+            return None
+        if isinstance(raw, str) and _DECIMAL.fullmatch(raw):
+            raw = float(raw)
+        if not isinstance(raw, (int, float)) or isinstance(raw, bool) or not math.isfinite(raw) \
+                or not 0 <= raw <= 1 or (self.above_zero and raw == 0):
+            bound = "above 0, at most 1" if self.above_zero else "from 0 to 1"
+            raise bad_parameter(f"{info.field_name} must be a number {bound}")
+        return float(raw)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """true or false: a JSON boolean, or the words in a query string. None stays None: not given."""
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        return core_schema.with_info_plain_validator_function(self._parse)
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: Any) -> dict[str, Any]:
+        return {"type": "boolean"}
+
+    @staticmethod
+    def _parse(raw: Any, info: core_schema.ValidationInfo) -> bool | None:
+        if raw is None or isinstance(raw, bool):
+            return raw
+        if raw in ("true", "false"):
+            return raw == "true"
+        raise bad_parameter(f"{info.field_name} must be true or false")
 
 
 @dataclass(frozen=True)

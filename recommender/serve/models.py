@@ -19,10 +19,11 @@ from pydantic import (
 )
 
 from ..ingest.corpus import FIELD_LIMITS, ID_PATTERN, MAX_TAG_CHARS, MAX_TAGS
+from ..rank.placements import Options
 from ..rank.ranking import Filters
 from . import current, limits
 from .errors import ApiError, bad_parameter
-from .fields import Count, Days, Refusal, Who, Why, values
+from .fields import Count, Days, Flag, Fraction, Refusal, Who, Why, values
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -48,7 +49,43 @@ Lang = values(limits.MAX_LANG_CHARS, "only stories in these languages (ISO 639 c
 Section = values(limits.MAX_SECTION_CHARS, "only stories from these sections")
 Exclude = values(limits.MAX_ID_CHARS, "never suggest these article ids")
 MaxAge = Annotated[float | None, Days(), Field(description="only stories at most this many days old")]
-K = Annotated[int, Count(), Field(description="number of related stories (at most the max_k setting)")]
+K = Annotated[int | None, Count(), Field(description="number of related stories (at most the max_k setting; "
+                                                     "default: the placement's, else the default_k setting)")]
+
+# Ranking options (README "Relatedness, labels, placements"); None: the placement's, else the settings'.
+PlacementName = Annotated[str | None, Field(max_length=50, pattern="^[a-z0-9_-]{1,50}$",
+                                            description="a named set of ranking options (`recommender settings`)"),
+                          Refusal(400, "bad_parameter", "placement must be a placement's name (lower-case letters, "
+                                  "digits, _ and -)", label="placement")]
+MinRelatedness = Annotated[float | None, Fraction(), Field(
+    description="leave out stories whose calibrated relatedness is below this (0..1)")]
+Fallback = Annotated[Literal["none", "recent_same_section", "recent"] | None, Field(
+    description="fill a list shorter than k with the newest stories passing the filters"),
+    Refusal(400, "bad_parameter", "fallback must be none, recent_same_section or recent")]
+OnlyBefore = Annotated[bool | None, Flag(), Field(description="only stories published before the article")]
+PreferLang = Annotated[str | None, Field(max_length=limits.MAX_LANG_CHARS, pattern="^[A-Za-z]{2,3}$",
+                                         description="stories in this language (ISO 639) first, then the others"),
+                       Refusal(400, "bad_parameter", "prefer_lang must be an ISO 639 code such as de or en")]
+MaxPerStory = Annotated[int | None, Count(minimum=0), Field(
+    description="at most this many pieces of one story (0: no cap)")]
+MmrLambda = Annotated[float | None, Fraction(above_zero=True), Field(
+    description="maximal marginal relevance: 1 ranks by score alone, lower values favour variety")]
+RANKING_OPTIONS = ("min_relatedness", "fallback", "only_before", "prefer_lang", "max_per_story", "mmr_lambda")
+
+
+class _Ranking(BaseModel):
+    if TYPE_CHECKING:  # declared by each subclass, in its own order
+        placement: str | None
+        min_relatedness: float | None
+        fallback: str | None
+        only_before: bool | None
+        prefer_lang: str | None
+        max_per_story: int | None
+        mmr_lambda: float | None
+
+    def options(self) -> Options:
+        """The ranking options the request gives (checked already), over its placement's."""
+        return Options(**{name: getattr(self, name) for name in RANKING_OPTIONS if getattr(self, name) is not None})
 
 
 class _Filtering(BaseModel):
@@ -64,14 +101,21 @@ class _Filtering(BaseModel):
                        max_age_days=self.max_age_days, exclude_ids=tuple(self.exclude))
 
 
-class RelatedQuery(_Filtering):
-    """The query string of a related list: how many stories, and which ones may be suggested."""
+class RelatedQuery(_Filtering, _Ranking):
+    """The query string of a related list: how many stories, which ones may be suggested, and how it is ranked."""
 
-    k: K = Field(None, validate_default=True)  # missing: the default_k setting
+    k: K = Field(None, validate_default=True)  # missing: the placement's k, else the default_k setting
     lang: Lang = []
     section: Section = []
     max_age_days: MaxAge = None
     exclude: Exclude = []
+    placement: PlacementName = None
+    min_relatedness: MinRelatedness = None
+    fallback: Fallback = None
+    only_before: OnlyBefore = None
+    prefer_lang: PreferLang = None
+    max_per_story: MaxPerStory = None
+    mmr_lambda: MmrLambda = None
 
 
 class JsonFilters(_Filtering):
@@ -101,8 +145,8 @@ _DATE = {"format": "date-time"}
 EPOCH = "1970-01-01T00:00:00+00:00"
 
 
-class Draft(BaseModel):
-    """POST /v1/related: an article that is not in the index."""
+class Draft(_Ranking):
+    """POST /v1/related: an article that is not in the index, and how its list is ranked."""
 
     title: Annotated[str, Field(max_length=FIELD_LIMITS["title"]), _DRAFT]
     body: Annotated[str, Field(max_length=FIELD_LIMITS["body"]), _DRAFT]
@@ -116,6 +160,13 @@ class Draft(BaseModel):
                             Refusal(422, "invalid_article", "'published_at' must be a date and time with a UTC "
                                     "offset", bound=_CORPUS_BOUND)] = Field(default_factory=lambda: EPOCH)
     filters: JsonFilters = Field(default_factory=JsonFilters)
+    placement: PlacementName = None
+    min_relatedness: MinRelatedness = None
+    fallback: Fallback = None
+    only_before: OnlyBefore = None
+    prefer_lang: PreferLang = None
+    max_per_story: MaxPerStory = None
+    mmr_lambda: MmrLambda = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> "Draft":

@@ -12,6 +12,7 @@ from pydantic.json_schema import models_json_schema
 
 from .. import __version__
 from ..config import Settings
+from ..rank.placements import placements_from
 from .answers import Error, Item
 from .models import ArticlePath
 from .operations import Operation
@@ -19,7 +20,7 @@ from .operations import Operation
 REF = "#/components/schemas/{model}"
 # Described by name even where they are only part of another answer.
 SHARED: tuple[type[BaseModel], ...] = (Error, Item)
-ERRORS = {400: "bad parameter", 401: "no bearer token", 403: "wrong token, or writes disabled",
+ERRORS = {400: "bad parameter, or an unknown placement (unknown_placement, naming the known ones)", 401: "no bearer token", 403: "wrong token, or writes disabled",
           404: "unknown article (or an id no route matches)", 408: "the body did not arrive within request_read_timeout",
           409: "the article is taken down (PUT it with ?restore=true to publish it again)", 413: "body too large",
           415: "not JSON", 422: "invalid article or override, or a field longer than its bound (too_long)",
@@ -48,6 +49,7 @@ def openapi_spec(app: Flask, settings: Settings) -> dict[str, Any]:
                        "schemas": _schemas(models)},
     }
     _bound_k(document, settings)
+    _name_placements(document, sorted(placements_from(settings.placements, settings.max_k)))
     return document
 
 
@@ -165,3 +167,17 @@ def _bound_k(node: Any, settings: Settings) -> None:
             node["properties"]["k"].update(maximum=settings.max_k, default=settings.default_k)
         for value in node.values():
             _bound_k(value, settings)
+
+
+def _name_placements(node: Any, names: list[str]) -> None:
+    """The placements a request may name are configuration, not constants: listed as the parameter's enum."""
+    if isinstance(node, list):
+        for value in node:
+            _name_placements(value, names)
+    elif isinstance(node, dict):
+        if node.get("in") == "query" and node.get("name") == "placement":
+            node["schema"]["enum"] = names
+        if isinstance(node.get("properties"), dict) and "placement" in node["properties"]:
+            node["properties"]["placement"]["enum"] = names
+        for value in node.values():
+            _name_placements(value, names)

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from ..embed.signals import RawText
-from ..engine import UnknownArticle
+from ..engine import UnknownArticle, UnknownPlacement
 from ..ingest.corpus import article_from_json
 from ..payloads import related_json
 from . import current
@@ -29,9 +29,11 @@ def related_by_id(article_id: str, query: RelatedQuery) -> Any:
     """The related list of an indexed article, cacheable until the index or the schedule changes it."""
     engine = current.engine()
     try:
-        related = engine.related(article_id, query.k, query.filters())
+        related = engine.related(article_id, query.k, query.filters(), query.placement, query.options())
     except UnknownArticle as exc:
         raise ApiError(404, "unknown_article", str(exc)) from None
+    except UnknownPlacement as exc:
+        raise ApiError(400, "unknown_placement", str(exc)) from None
     response = jsonify(related_json(engine, article_id, related))
     # The answer changes only with the index (and freshness, within the cache lifetime): an ETag of the
     # body lets browsers and CDNs revalidate cheaply.
@@ -54,6 +56,9 @@ def related_by_text(body: Draft) -> Any:
         raise ApiError(422, "invalid_article", str(exc)) from None
     engine = current.engine()
     now = draft.published_at if "published_at" in body.model_fields_set else None
-    related = engine.related_to_text(RawText(body.title, body.body, body.teaser), body.k, body.filters.filters(),
-                                     now=now)
+    try:
+        related = engine.related_to_text(RawText(body.title, body.body, body.teaser), body.k, body.filters.filters(),
+                                         now=now, placement=body.placement, request=body.options())
+    except UnknownPlacement as exc:
+        raise ApiError(400, "unknown_placement", str(exc)) from None
     return jsonify(related_json(engine, None, related))

@@ -1,5 +1,5 @@
 """Large-index search: graphs and precomputed candidate lists give the lists an exact scan gives."""
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -133,3 +133,18 @@ def test_editors_find_articles_by_id_or_title_words_newest_first(engines):
     assert all(all(w in m["title"].casefold() for w in ("geschichte", "7", "teil", "3")) for m in found)
     assert [m["published_at"] for m in found] == sorted((m["published_at"] for m in found), reverse=True)
     assert graph.find("gibt es nicht") == [] and len(graph.find("Geschichte", limit=7)) == 7
+
+
+def test_the_embargo_holds_on_precomputed_candidate_lists_of_a_large_index(tmp_path):
+    articles, vectors = story_articles(np.random.default_rng(7))
+    settings = load_settings(environ={}, state_dir="", cache_dir="", candidates=30, min_relatedness=0.0)
+    engine = engine_over(tmp_path / "graph", articles, vectors, SearchLayout(ann_min_articles=100, candidates=30),
+                         settings)
+    assert engine.snapshot.searched_by_graph
+    clock = (NOW - timedelta(days=3.05)).timestamp()  # s3-0 (3.0 days old at NOW) is scheduled
+    engine.clock = lambda: clock
+    hidden = engine.related("s3-5", k=9)
+    published = {a.id: a.published_at.timestamp() for a in articles}
+    assert hidden.ids and all(published[i] <= clock for i in hidden.ids) and hidden.removed["embargo"] > 0
+    engine.clock = lambda: NOW.timestamp()
+    assert "s3-0" in engine.related("s3-5", k=9).ids

@@ -71,6 +71,9 @@ def test_editor_looks_up_kursk_sees_reasons_and_blocks_a_story(server, browser, 
     assert set(ids[:4]) <= set(stories["kursk-nordkorea"]["articles"])
     first_reasons = rows[0].find_element(By.CSS_SELECTOR, ".why").text
     assert "Ähnlichkeit" in first_reasons and "Alter" in first_reasons and "Gemeinsame Namen" in first_reasons
+    # Every suggestion shows how it relates to the article (its label) and its relatedness.
+    labels = [row.find_element(By.CSS_SELECTOR, ".badge.relation").text for row in rows]
+    assert len(labels) == 5 and all(labels) and "Verwandtschaft" in rows[0].text
 
     blocked = ids[1]
     button = next(b for b in rows[1].find_elements(By.TAG_NAME, "button") if b.text == "Blockieren")
@@ -78,7 +81,8 @@ def test_editor_looks_up_kursk_sees_reasons_and_blocks_a_story(server, browser, 
     wait.until(lambda d: len(listed()) == 5 and blocked not in listed())
     wait.until(until.text_to_be_present_in_element((By.ID, "overrides"), f"block {blocked}"))
 
-    with urllib.request.urlopen(server + "/v1/articles/kursk-nordkorea-1/related?k=10") as answer:
+    # min_relatedness=0: ten stories whatever their relatedness, so only the block can take one away.
+    with urllib.request.urlopen(server + "/v1/articles/kursk-nordkorea-1/related?k=10&min_relatedness=0") as answer:
         public = [item["id"] for item in json.loads(answer.read())["items"]]
     assert blocked not in public and len(public) == 10
 

@@ -2,7 +2,7 @@
 files (refused when not ours, 503 when a write fails, backed up online), takedown-then-PUT and its audit."""
 import sqlite3
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
@@ -174,26 +174,6 @@ def test_a_scheduled_article_received_through_the_api_or_pinned_stays_hidden(eng
     assert client.get("/v1/articles/a1/related").cache_control.max_age <= 5
     engine.clock = lambda: NOW + 9001
     assert ids(client.get("/v1/articles/a1/related", query_string={"k": 7}))[0] == "later"  # pinned, now public
-
-
-def test_the_embargo_holds_on_precomputed_candidate_lists_of_a_large_index(tmp_path):
-    from test_search_scale import NOW as SCALE_NOW
-    from test_search_scale import engine_over, story_articles
-
-    from recommender.index.graph import SearchLayout
-
-    articles, vectors = story_articles(np.random.default_rng(7))
-    settings = load_settings(environ={}, state_dir="", cache_dir="", candidates=30)
-    engine = engine_over(tmp_path / "graph", articles, vectors, SearchLayout(ann_min_articles=100, candidates=30),
-                         settings)
-    assert engine.snapshot.searched_by_graph
-    clock = (SCALE_NOW - timedelta(days=3.05)).timestamp()  # s3-0 (3.0 days old at SCALE_NOW) is scheduled
-    engine.clock = lambda: clock
-    hidden = engine.related("s3-5", k=9)
-    published = {a.id: a.published_at.timestamp() for a in articles}
-    assert hidden.ids and all(published[i] <= clock for i in hidden.ids) and hidden.removed["embargo"] > 0
-    engine.clock = lambda: SCALE_NOW.timestamp()
-    assert "s3-0" in engine.related("s3-5", k=9).ids
 
 
 def test_next_release_costs_a_bisection_per_request():

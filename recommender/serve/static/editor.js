@@ -1,4 +1,9 @@
 "use strict";
+// How each suggestion relates to the article (README "Relatedness, labels, placements").
+const RELATIONS = {
+  same_story: "dieselbe Geschichte", follow_up: "Fortsetzung", background: "Hintergrund",
+  related_topic: "verwandtes Thema", fallback: "Lückenfüller (neueste)",
+};
 // A file of its own, not inline: the page's Content-Security-Policy allows scripts from this origin only.
 // Every text from the index is inserted with textContent, never as HTML: titles may contain markup.
 const MAX_K = Number(document.body.dataset.maxK);
@@ -102,9 +107,11 @@ async function load(id) {
       link.href = item.url || "#";
       cell.append(link);
       if (item.pinned) cell.append(" ", el("span", "angeheftet", "badge"));
+      cell.append(" ", el("span", RELATIONS[item.relation] || item.relation, "badge relation " + item.relation));
       cell.append(el("div", item.teaser, "meta"));
       cell.append(el("div", [item.id, item.lang, item.section, item.published_at.slice(0, 10),
-                             "Score " + item.score.toFixed(3)].join(" · "), "meta"));
+                             "Score " + item.score.toFixed(3), "Verwandtschaft " + item.relatedness.toFixed(2)]
+                              .join(" · "), "meta"));
       row.append(cell);
       const why = el("td");
       why.append(reasons(item));
