@@ -74,14 +74,15 @@ RANKING_OPTIONS = ("min_relatedness", "fallback", "only_before", "prefer_lang", 
 
 
 class _Ranking(BaseModel):
-    if TYPE_CHECKING:  # declared by each subclass, in its own order
-        placement: str | None
-        min_relatedness: float | None
-        fallback: str | None
-        only_before: bool | None
-        prefer_lang: str | None
-        max_per_story: int | None
-        mmr_lambda: float | None
+    """How a list is ranked: a placement, and options over it (checked before the fields of a subclass)."""
+
+    placement: PlacementName = None
+    min_relatedness: MinRelatedness = None
+    fallback: Fallback = None
+    only_before: OnlyBefore = None
+    prefer_lang: PreferLang = None
+    max_per_story: MaxPerStory = None
+    mmr_lambda: MmrLambda = None
 
     def options(self) -> Options:
         """The ranking options the request gives (checked already), over its placement's."""
@@ -109,13 +110,6 @@ class RelatedQuery(_Filtering, _Ranking):
     section: Section = []
     max_age_days: MaxAge = None
     exclude: Exclude = []
-    placement: PlacementName = None
-    min_relatedness: MinRelatedness = None
-    fallback: Fallback = None
-    only_before: OnlyBefore = None
-    prefer_lang: PreferLang = None
-    max_per_story: MaxPerStory = None
-    mmr_lambda: MmrLambda = None
 
 
 class JsonFilters(_Filtering):
@@ -160,13 +154,6 @@ class Draft(_Ranking):
                             Refusal(422, "invalid_article", "'published_at' must be a date and time with a UTC "
                                     "offset", bound=_CORPUS_BOUND)] = Field(default_factory=lambda: EPOCH)
     filters: JsonFilters = Field(default_factory=JsonFilters)
-    placement: PlacementName = None
-    min_relatedness: MinRelatedness = None
-    fallback: Fallback = None
-    only_before: OnlyBefore = None
-    prefer_lang: PreferLang = None
-    max_per_story: MaxPerStory = None
-    mmr_lambda: MmrLambda = None
 
     @model_validator(mode="after")
     def _not_empty(self) -> "Draft":
