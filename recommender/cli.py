@@ -282,7 +282,8 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
 def cmd_settings(args: argparse.Namespace) -> int:
     for name, default, help_text in setting_docs():
-        print(f"{name:<28} {default!r:<14} {help_text}")
+        shown = default if default in ("(set)", "(not set)") else repr(default)  # a secret, already redacted
+        print(f"{name:<28} {shown:<14} {help_text}")
     _print_placements(load_settings())
     return 0
 
