@@ -196,6 +196,9 @@ class Article(BaseModel):
                     BeforeValidator(lambda value: value or []),
                     Refusal(422, "invalid_article", "field 'tags' must be a list of strings",
                             bound=f"tags: at most {MAX_TAGS} tags of at most {MAX_TAG_CHARS} characters each")] = []
+    evergreen: Annotated[bool, Field(strict=True, description="exempt from the freshness decay (an explainer, "
+                                                              "a guide)"),
+                         Refusal(422, "invalid_article", "field 'evergreen' must be true or false")] = False
     who: Who = "api"
     why: Why = ""
 

@@ -98,3 +98,17 @@ def test_the_api_description_lists_the_options_and_the_placements(client):
     assert item["relation"]["enum"] and item["relatedness"]["type"] == "number"
     draft = spec["components"]["schemas"]["Draft"]["properties"]
     assert draft["placement"]["enum"] == ["archive", "article_bottom", "sidebar"]
+
+
+def test_an_article_put_as_evergreen_does_not_age(client):
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    article = {"title": "Was ist ein Leitzins? Eine Erklärung", "lang": "de", "section": "Wirtschaft",
+               "body": "Der Leitzins ist der Zins, zu dem sich Banken bei der Zentralbank Geld leihen.",
+               "published_at": "2015-03-01T08:00:00+01:00", "evergreen": True}
+    assert client.put("/v1/articles/leitzins-erklaert", json=article, headers=auth).status_code == 201
+    explained = client.get("/v1/articles/intel-magdeburg-2/explain", headers=auth,
+                           query_string={"k": "12", "min_relatedness": "0"}).get_json()
+    freshness = {item["id"]: item["freshness"] for item in explained["items"]}
+    assert freshness["leitzins-erklaert"] == 1.0  # eleven years old, and as fresh as today
+    wrong = client.put("/v1/articles/leitzins-2", json={**article, "evergreen": "yes"}, headers=auth)
+    assert wrong.status_code == 422 and wrong.get_json()["error"] == "invalid_article"
