@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -262,16 +262,19 @@ def rank_rounds(
     options: RankOptions = RankOptions(),
     self_row: int | None = None,
     pins: Sequence[tuple[int, str]] = (),
+    newest_first: Callable[[], np.ndarray] | None = None,
 ) -> Related:
     """rank() over each round of candidates (a search's `rounds`, at least one) until one leaves options.k
     suggestions, or reaches below the relatedness threshold; else the last round's list. Later rounds are only
-    computed when asked for. A list still short then gets options.fallback's stories."""
+    computed when asked for. A list still short then gets options.fallback's stories (newest_first: the rows
+    newest first, asked for only then; see with_fallback)."""
     for candidates in rounds:
         related = rank(snapshot, profile, query, filters, options, self_row, pins, candidates)
         if len(related.suggestions) >= options.k or related.exhausted:
             break
     if options.fallback != "none" and len(related.suggestions) < options.k:
-        related = with_fallback(snapshot, profile, query, related, filters, options, self_row)
+        related = with_fallback(snapshot, profile, query, related, filters, options, self_row,
+                                newest_first() if newest_first is not None else None)
     return related
 
 
@@ -386,19 +389,31 @@ def pairwise_similarity(snapshot: Snapshot, profile: Profile, rows: np.ndarray) 
 
 
 def with_fallback(snapshot: Snapshot, profile: Profile, query: QueryVectors, related: Related, filters: Filters,
-                  options: RankOptions, self_row: int | None = None) -> Related:
-    """related filled up to options.k with the newest stories that pass the filters (for
-    'recent_same_section': of the article's section, unless the filters name sections), labelled `fallback`: never the article or a version of it, never a story
-    already listed, a taken-down (exclude_ids) or embargoed one."""
+                  options: RankOptions, self_row: int | None = None,
+                  newest_first: np.ndarray | None = None) -> Related:
+    """related filled up to options.k with the newest stories that pass the filters (for 'recent_same_section':
+    of the article's section, unless the filters name sections), labelled `fallback`: never the article or a
+    version of it, never a story already listed, a taken-down (exclude_ids) or embargoed one.
+
+    newest_first : rows ordered newest first (rows after them, live articles, are always looked at); the
+        newest are then found in a few small blocks instead of a pass over every row
+    """
     now = options.now or datetime.now(timezone.utc)
-    allowed = allowed_rows(snapshot, filters, now)
     listed = [s.row for s in related.suggestions] + ([self_row] if self_row is not None else [])
-    allowed[listed] = False
-    if options.fallback == "recent_same_section" and self_row is not None and not filters.sections:
-        # A section filter already says which sections the list wants; the article's own is the default.
-        allowed &= snapshot.section_codes == snapshot.section_codes[self_row]
-    newest = newest_rows(snapshot, np.flatnonzero(allowed), options.k - len(related.suggestions), query,
-                         [s.row for s in related.suggestions], options.duplicate_threshold)
+    section = (snapshot.section_codes[self_row]
+               if options.fallback == "recent_same_section" and self_row is not None and not filters.sections
+               else None)  # a section filter already says which sections the list wants
+
+    def passing(rows: np.ndarray) -> np.ndarray:
+        keep = allowed_rows(snapshot, filters, now, rows) & ~np.isin(rows, listed)
+        if section is not None:
+            keep &= snapshot.section_codes[rows] == section
+        return rows[keep]
+
+    need = options.k - len(related.suggestions)
+    candidates = newest_candidates(passing, len(snapshot), 2 * need + 6, newest_first)
+    newest = newest_rows(snapshot, candidates, need, query, [s.row for s in related.suggestions],
+                         options.duplicate_threshold)
     if newest.size == 0:
         return related
     scores = _Scores.of(snapshot, profile, query, now, options, newest)
@@ -406,6 +421,20 @@ def with_fallback(snapshot: Snapshot, profile: Profile, query: QueryVectors, rel
               for i, row in enumerate(newest)]
     removed = {**related.removed, "fallback_added": len(filled)}
     return replace(related, suggestions=[*related.suggestions, *filled], removed=removed)
+
+
+def newest_candidates(passing: Callable[[np.ndarray], np.ndarray], n_rows: int, wanted: int,
+                      newest_first: np.ndarray | None) -> np.ndarray:
+    """Rows that pass (a filter over rows), at least the `wanted` newest of them where that many exist."""
+    if newest_first is None:
+        return passing(np.arange(n_rows))
+    found = [passing(np.arange(len(newest_first), n_rows))]  # live rows, not in the order
+    start, block = 0, 512
+    # Blocks that double: a common section fills the list from the first one, a rare one costs a few passes.
+    while start < len(newest_first) and sum(len(f) for f in found) < wanted:
+        found.append(passing(np.asarray(newest_first[start:start + block], dtype=np.int64)))
+        start, block = start + block, block * 2
+    return np.concatenate(found)
 
 
 def newest_rows(snapshot: Snapshot, rows: np.ndarray, count: int, query: QueryVectors, listed: Sequence[int],
