@@ -69,3 +69,12 @@ def test_the_api_token_is_a_secret_read_from_its_documented_variable():
     assert "api_token='(not set)'" in repr(settings.replace(api_token=""))
     name, shown, help_text = next(doc for doc in setting_docs() if doc[0] == "api_token")
     assert shown == "(not set)" and "environment" in help_text
+
+
+def test_the_example_newsroom_configuration_loads_with_its_placements():
+    from recommender.rank.placements import placements_from
+
+    settings = load_settings(README.parent / "newsroom.example.toml", environ={})
+    placements = placements_from(settings.placements, settings.max_k)
+    assert {"article_bottom", "sidebar", "archive", "english_edition"} <= set(placements)
+    assert placements["sidebar"].max_per_story == 1 and settings.section_half_life_days["Wissen"] == 180
