@@ -135,10 +135,12 @@ def explain_related(article_id: str, query: RelatedQuery) -> Any:
     _known(article_id)
     try:
         related = engine.related(article_id, query.k, query.filters(), query.placement, query.options())
+        # The freshness share the list was ranked with: the placement's or the request's, else the setting's.
+        ranked_with, _ = engine.ranking(query.k, query.filters(), query.placement, query.options(), None)
     except UnknownPlacement as exc:
         raise ApiError(400, "unknown_placement", str(exc)) from None
     row = engine.snapshot.row_of[article_id]
-    reasons = explain(engine.snapshot, engine.profile, row, related, current.settings().recency_weight)
+    reasons = explain(engine.snapshot, engine.profile, row, related, ranked_with.recency_weight)
     items = [{**item_json(engine.snapshot.articles[s.row]), **reason} for s, reason in zip(related.suggestions, reasons)]
     return jsonify(article=item_json(engine.snapshot.articles[row]), items=items, removed=related.removed,
                    considered=related.considered, overrides=engine.editorial.overrides_for(article_id),

@@ -112,3 +112,13 @@ def test_an_article_put_as_evergreen_does_not_age(client):
     assert freshness["leitzins-erklaert"] == 1.0  # eleven years old, and as fresh as today
     wrong = client.put("/v1/articles/leitzins-2", json={**article, "evergreen": "yes"}, headers=auth)
     assert wrong.status_code == 422 and wrong.get_json()["error"] == "invalid_article"
+
+
+def test_explain_names_the_freshness_share_the_list_was_ranked_with(client):
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    archive = client.get("/v1/articles/kursk-nordkorea-3/explain", headers=auth,
+                         query_string={"placement": "archive"}).get_json()
+    assert archive["items"] and {item["recency_weight"] for item in archive["items"]} == {0.0}
+    assert {item["relation"] for item in archive["items"]} <= RELATIONS
+    unknown = client.get("/v1/articles/kursk-nordkorea-3/explain", headers=auth, query_string={"placement": "x"})
+    assert unknown.status_code == 400 and unknown.get_json()["error"] == "unknown_placement"
