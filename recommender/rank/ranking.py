@@ -240,8 +240,11 @@ def rank(
         weak = scores.relatedness(profile) < options.min_relatedness
         removed["min_relatedness"] = int(np.count_nonzero(mask & weak))
         mask &= ~weak
-        # Candidates come nearest first: once some fall below the threshold, a wider search finds none above it.
-        exhausted = bool(weak.any())
+        # A round holds the nearest rows of the search: once some of them fall below the threshold, a wider
+        # round finds none above it. Rows added since the build (live articles) are in every round whatever
+        # their similarity, so they say nothing about where the round ends.
+        searched = rows < getattr(snapshot.search, "n_rows_", len(snapshot))
+        exhausted = bool((weak & searched).any())
     suggestions = _chosen(snapshot, profile, query, rows, np.flatnonzero(mask), scores, options, removed)
     if pinned_rows:
         pinned = np.array([row for _position, row in pinned_rows])
