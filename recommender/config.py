@@ -7,14 +7,18 @@ not silently fall back to a default.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from .jsonsafe import BadJson, parse_json
+
 ENV_PREFIX = "RECOMMENDER_"
+# Entries of a table setting (sections with a half-life, placements): far above any newsroom, and each
+# request looks at the sections' half-lives.
+MAX_TABLE_ENTRIES = 1_000
 
 
 class ConfigError(ValueError):
@@ -166,12 +170,14 @@ def setting_docs() -> list[tuple[str, Any, str]]:
 def _coerce(name: str, kind: type, value: Any) -> Any:
     if kind is dict:
         if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                raise ConfigError(f"setting {name!r}: {value!r} is not a JSON object") from None
+            try:  # depth-checked: a deeply nested value must be a clear error, not a RecursionError
+                value = parse_json(value.encode("utf-8", "surrogatepass"))
+            except BadJson as exc:
+                raise ConfigError(f"setting {name!r}: not a JSON object ({exc})") from None
         if not isinstance(value, dict):
             raise ConfigError(f"setting {name!r}: expected a table, got {type(value).__name__}")
+        if len(value) > MAX_TABLE_ENTRIES:
+            raise ConfigError(f"setting {name!r}: more than {MAX_TABLE_ENTRIES} entries")
         return value
     if isinstance(value, str) and kind is not str:
         text = value.strip()

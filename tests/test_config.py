@@ -78,3 +78,21 @@ def test_the_example_newsroom_configuration_loads_with_its_placements():
     placements = placements_from(settings.placements, settings.max_k)
     assert {"article_bottom", "sidebar", "archive", "english_edition"} <= set(placements)
     assert placements["sidebar"].max_per_story == 1 and settings.section_half_life_days["Wissen"] == 180
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("[" * 100_000, "nests deeper"), ('{"Politik": 3', "not a JSON object"), ("[1]", "expected a table"),
+    ("{" + ", ".join(f'"s{i}": 1' for i in range(1001)) + "}", "more than 1000 entries"),
+])
+def test_a_table_setting_from_the_environment_fails_clearly(value, problem):
+    with pytest.raises(ConfigError, match=problem):
+        load_settings(environ={"RECOMMENDER_SECTION_HALF_LIFE_DAYS": value})
+
+
+def test_table_settings_come_from_toml_and_json(tmp_path):
+    config = tmp_path / "newsroom.toml"
+    config.write_text('[section_half_life_days]\nPolitik = 3\n[placements.box]\nk = 2\n', encoding="utf-8")
+    settings = load_settings(config, environ={"RECOMMENDER_PLACEMENTS": '{"teaser": {"k": 1}}'})
+    assert settings.section_half_life_days == {"Politik": 3} and settings.placements == {"teaser": {"k": 1}}
+    with pytest.raises(ConfigError, match="section_half_life_days"):
+        load_settings(environ={"RECOMMENDER_SECTION_HALF_LIFE_DAYS": '{"Politik": 0}'})
