@@ -159,9 +159,9 @@ def row_freshness(snapshot: Snapshot, rows: np.ndarray | None, now: datetime, op
     if options.section_half_life_days:
         # One half-life per section code, then one lookup per row: no string work per row.
         by_code = np.full(len(snapshot.section_values), options.half_life_days, dtype=np.float64)
-        for section, days in options.section_half_life_days:
-            if section in snapshot.section_values:
-                by_code[snapshot.section_values.index(section)] = days
+        configured = dict(options.section_half_life_days)
+        for code, section in enumerate(snapshot.section_values):
+            by_code[code] = configured.get(section, options.half_life_days)
         codes = snapshot.section_codes if rows is None else snapshot.section_codes[rows]
         half_life = by_code[codes]
     fresh = freshness(stamps, now, half_life)
