@@ -97,6 +97,9 @@ class Recommender:
     def __post_init__(self) -> None:
         self.base = self.base or self.snapshot
         self._live_version = -1  # build the view on first refresh
+        # Casefolded once here, not per request.
+        self._section_half_lives = tuple(sorted((name.casefold(), float(days))
+                                                for name, days in self.settings.section_half_life_days.items()))
         try:  # at start-up: a placement with a typo must stop the server, not fail its first request
             self.placements: dict[str, Options] = placements_from(self.settings.placements, self.settings.max_k)
         except PlacementError as exc:
@@ -213,8 +216,7 @@ class Recommender:
             half_life_days=chosen.half_life_days or settings.recency_half_life_days,
             min_relatedness=settings.min_relatedness if chosen.min_relatedness is None else chosen.min_relatedness,
             fallback=chosen.fallback or settings.fallback,
-            section_half_life_days=tuple(sorted((name.casefold(), float(days))
-                                                for name, days in settings.section_half_life_days.items())),
+            section_half_life_days=self._section_half_lives,
             selection=Selection(chosen.prefer_lang or "", chosen.max_per_story or 0,
                                 1.0 if chosen.mmr_lambda is None else chosen.mmr_lambda),
             reference_time=reference_time,
