@@ -216,7 +216,8 @@ class Recommender:
             half_life_days=chosen.half_life_days or settings.recency_half_life_days,
             min_relatedness=settings.min_relatedness if chosen.min_relatedness is None else chosen.min_relatedness,
             fallback=chosen.fallback or settings.fallback,
-            section_half_life_days=self._section_half_lives,
+            # A half-life the placement or request names is for every section; else each section's own.
+            section_half_life_days=() if chosen.half_life_days is not None else self._section_half_lives,
             selection=Selection(chosen.prefer_lang or "", chosen.max_per_story or 0,
                                 1.0 if chosen.mmr_lambda is None else chosen.mmr_lambda),
             reference_time=reference_time,

@@ -149,20 +149,21 @@ class Days:
     decimal part ("inf", "1e3", "+1" are refused). None stays None: no bound."""
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
-        return core_schema.no_info_plain_validator_function(self._parse)
+        return core_schema.with_info_plain_validator_function(self._parse)
 
     def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: Any) -> dict[str, Any]:
         return {"type": "number", "exclusiveMinimum": 0, "maximum": limits.MAX_AGE_DAYS}
 
     @staticmethod
-    def _parse(raw: Any) -> float | None:
+    def _parse(raw: Any, info: core_schema.ValidationInfo) -> float | None:
         if raw is None:
             return None
         if isinstance(raw, str) and _DECIMAL.fullmatch(raw):
             raw = float(raw)
         if not isinstance(raw, (int, float)) or isinstance(raw, bool) or not math.isfinite(raw) \
                 or not 0 < raw <= limits.MAX_AGE_DAYS:
-            raise bad_parameter(f"max_age_days must be a positive number of days, at most {limits.MAX_AGE_DAYS:,}")
+            raise bad_parameter(f"{info.field_name} must be a positive number of days, at most "
+                                f"{limits.MAX_AGE_DAYS:,}")
         return float(raw)
 
 

@@ -70,7 +70,11 @@ MaxPerStory = Annotated[int | None, Count(minimum=0), Field(
     description="at most this many pieces of one story (0: no cap)")]
 MmrLambda = Annotated[float | None, Fraction(above_zero=True), Field(
     description="maximal marginal relevance: 1 ranks by score alone, lower values favour variety")]
-RANKING_OPTIONS = ("min_relatedness", "fallback", "only_before", "prefer_lang", "max_per_story", "mmr_lambda")
+RecencyWeight = Annotated[float | None, Fraction(), Field(description="share of freshness in the score (0..1)")]
+HalfLife = Annotated[float | None, Days(), Field(
+    description="freshness half-life in days, for every section (over section_half_life_days)")]
+RANKING_OPTIONS = ("min_relatedness", "fallback", "only_before", "prefer_lang", "max_per_story", "mmr_lambda",
+                   "recency_weight", "half_life_days")
 
 
 class _Ranking(BaseModel):
@@ -83,6 +87,8 @@ class _Ranking(BaseModel):
     prefer_lang: PreferLang = None
     max_per_story: MaxPerStory = None
     mmr_lambda: MmrLambda = None
+    recency_weight: RecencyWeight = None
+    half_life_days: HalfLife = None
 
     def options(self) -> Options:
         """The ranking options the request gives (checked already), over its placement's."""

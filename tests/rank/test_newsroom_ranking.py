@@ -266,3 +266,10 @@ def test_the_fallback_finds_the_newest_among_loaded_and_live_rows(newsroom):
     assert [s.id for s in filled.suggestions if s.relation == "fallback"] == ["live-news", "pol-de"]
     # The loaded rows' order is sorted once and reused by every later live view of that snapshot.
     assert engine._newest is not None and engine._newest[0][1] == len(articles)
+
+
+def test_a_half_life_the_request_names_holds_for_every_section(newsroom):
+    engine = engine_over(*newsroom, recency_weight=0.5, section_half_life_days={"sport": 1.0})
+    fresh = {s.id: s.freshness for s in engine.related("a0", 10, Filters(sections=("Sport",)),
+                                                       request=Options(half_life_days=50.0)).suggestions}
+    assert fresh["sport-mid"] == pytest.approx(0.5, rel=1e-3)  # 50 days at the request's 50-day half-life

@@ -122,3 +122,13 @@ def test_explain_names_the_freshness_share_the_list_was_ranked_with(client):
     assert {item["relation"] for item in archive["items"]} <= RELATIONS
     unknown = client.get("/v1/articles/kursk-nordkorea-3/explain", headers=auth, query_string={"placement": "x"})
     assert unknown.status_code == 400 and unknown.get_json()["error"] == "unknown_placement"
+
+
+def test_freshness_options_over_http(client):
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    explained = client.get("/v1/articles/kursk-nordkorea-3/explain", headers=auth,
+                           query_string={"recency_weight": "0.5", "half_life_days": "1"}).get_json()
+    assert {item["recency_weight"] for item in explained["items"]} == {0.5}
+    for name, value in [("recency_weight", "1.5"), ("half_life_days", "0"), ("half_life_days", "inf")]:
+        response = client.get("/v1/articles/kursk-nordkorea-3/related", query_string={name: value})
+        assert response.status_code == 400 and name in response.get_json()["message"]
