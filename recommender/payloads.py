@@ -16,4 +16,5 @@ def related_json(engine: Recommender, article_id: str | None, related: Related) 
 
 def item_json(meta: dict[str, Any]) -> dict[str, Any]:
     """What a reader's page shows of one story (from a snapshot's metadata)."""
-    return {key: meta[key] for key in ("id", "title", "teaser", "url", "published_at", "section", "lang")}
+    return {**{key: meta[key] for key in ("id", "title", "teaser", "url", "published_at", "section", "lang")},
+            "image": meta.get("image")}  # null without one: every item has the same keys

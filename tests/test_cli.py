@@ -49,7 +49,7 @@ def test_index_then_related_as_table_and_json(corpus, env, capsys):
     assert answer["article_id"] == "flut-0" and answer["index_version"]
     assert [i["id"] for i in answer["items"]][:1] == ["flut-2"]
     assert set(answer["items"][0]) == {"id", "title", "teaser", "url", "published_at", "section", "lang", "score",
-                                       "relatedness", "relation"}
+                                       "relatedness", "relation", "image"}
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ import shutil
 import sys
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -218,7 +218,8 @@ def descriptive_metadata(article: Article) -> dict[str, Any]:
     return {"url": article.url, "published_at": article.published_at.isoformat(), "section": article.section,
             "tags": list(article.tags), "author": article.author,
             # Only when set: snapshots written before the flag existed then compare equal, and stay unchanged.
-            **({"evergreen": True} if article.evergreen else {})}
+            **({"evergreen": True} if article.evergreen else {}),
+            **({"image": asdict(article.image)} if article.image else {})}
 
 
 def evergreen_column(articles: Sequence[Article]) -> np.ndarray | None:

@@ -39,6 +39,11 @@ FIELD_LIMITS = {"id": 200, "title": 1_000, "teaser": 5_000, "body": MAX_BODY_CHA
                 "lang": 16, "url": 2_048, "section": 100, "author": 500}
 MAX_TAGS = 100
 MAX_TAG_CHARS = 100
+# An article's picture: a web address (http or https only: a javascript: or data: address in a reader's page
+# is an attack or a blob), a text for screen readers, and its size so a page can reserve the space.
+IMAGE_LIMITS = {"url": 2_048, "alt": 500}
+MAX_IMAGE_SIDE = 20_000
+_IMAGE_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f\"'<>\\]+", re.IGNORECASE)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 REQUIRED = ("id", "title", "body", "published_at", "lang")
 OPTIONAL_TEXT = ("url", "teaser", "section", "author")
@@ -46,6 +51,45 @@ OPTIONAL_TEXT = ("url", "teaser", "section", "author")
 
 class CorpusError(ValueError):
     """The corpus could not be read: bad records (without --skip-invalid) or no readable files."""
+
+
+@dataclass(frozen=True)
+class Image:
+    """An article's picture as a reader's page shows it: url (http or https), alt text, size in pixels."""
+
+    url: str
+    alt: str = ""
+    width: int | None = None
+    height: int | None = None
+
+
+def image_from_json(data: Any) -> Image | None:
+    """Validate an article's `image` (null or an object with url, and optional alt, width, height)."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise ValueError("image must be an object with url, alt, width and height")
+    unknown = set(data) - {"url", "alt", "width", "height"}
+    if unknown:
+        raise ValueError(f"image: unknown field(s) {', '.join(sorted(unknown))}")
+    url, alt = data.get("url"), data.get("alt", "")
+    if not isinstance(url, str) or not isinstance(alt, str):
+        raise ValueError("image: url and alt must be strings")
+    for name, value in (("url", url), ("alt", alt)):
+        if len(value) > IMAGE_LIMITS[name]:
+            raise ValueError(f"image {name} has {len(value):,} characters, more than {IMAGE_LIMITS[name]:,}")
+    if not _IMAGE_URL.fullmatch(url):
+        raise ValueError("image url must be an http or https address without spaces, quotes or angle brackets")
+    if _SURROGATE.search(alt):
+        raise ValueError("image alt holds a lone surrogate (an unpaired \\uD800-\\uDFFF escape), not text")
+    sides = {}
+    for name in ("width", "height"):
+        value = data.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or not 1 <= value <= MAX_IMAGE_SIDE):
+            raise ValueError(f"image {name} must be a whole number of pixels from 1 to {MAX_IMAGE_SIDE:,}")
+        sides[name] = value
+    return Image(url=url, alt=alt.strip(), **sides)
 
 
 @dataclass(frozen=True)
@@ -64,6 +108,7 @@ class Article:
     author: str = ""
     # Exempt from the freshness decay: an explainer or a guide that stays worth reading for years.
     evergreen: bool = False
+    image: Image | None = None
 
     def content_hash(self) -> str:
         """Hash of everything that changes what the article says (not its URL or byline)."""
@@ -186,6 +231,7 @@ def article_from_json(data: Any, max_future_days: int = 366, now: datetime | Non
         tags=tuple(t.strip() for t in tags if t.strip()),
         author=(data.get("author") or "").strip(),
         evergreen=data.get("evergreen", False),
+        image=image_from_json(data.get("image")),
     )
 
 
@@ -199,7 +245,8 @@ def article_from_stored(data: dict[str, Any]) -> Article:
                    published_at=parse_datetime(data["published_at"]), lang=data["lang"], url=data.get("url", ""),
                    teaser=data.get("teaser", ""), section=data.get("section", ""),
                    tags=tuple(data.get("tags", ())), author=data.get("author", ""),
-                   evergreen=bool(data.get("evergreen", False)))
+                   evergreen=bool(data.get("evergreen", False)),
+                   image=Image(**data["image"]) if data.get("image") else None)
 
 
 def decode_record(raw: bytes) -> Any:

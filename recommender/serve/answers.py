@@ -18,6 +18,15 @@ class Error(BaseModel):
     message: str
 
 
+class Picture(BaseModel):
+    """A story's picture (http or https), its text for screen readers and its size where known."""
+
+    url: str
+    alt: str
+    width: int | None
+    height: int | None
+
+
 class Story(BaseModel):
     """What a reader's page shows of one story."""
 
@@ -28,6 +37,7 @@ class Story(BaseModel):
     published_at: datetime
     section: str
     lang: str
+    image: Picture | None
 
 
 class Item(Story):

@@ -12,13 +12,21 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Mapping, TypeVar
 from pydantic import (
     BaseModel,
     BeforeValidator,
+    ConfigDict,
     Field,
     ValidationError,
     WithJsonSchema,
     model_validator,
 )
 
-from ..ingest.corpus import FIELD_LIMITS, ID_PATTERN, MAX_TAG_CHARS, MAX_TAGS
+from ..ingest.corpus import (
+    FIELD_LIMITS,
+    ID_PATTERN,
+    IMAGE_LIMITS,
+    MAX_IMAGE_SIDE,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+)
 from ..rank.placements import Options
 from ..rank.ranking import Filters
 from . import current, limits
@@ -183,6 +191,25 @@ Published = _article_text("published_at", required=True, json_schema_extra=_DATE
 Teaser, Url, SectionName, Author = (_article_text(name) for name in ("teaser", "url", "section", "author"))
 
 
+_IMAGE = Refusal(422, "invalid_article", "image must be an object with an http or https url, and optional alt, "
+                                          "width and height", bound="image {field} has {length:,} characters, more "
+                                                                    "than {limit:,}")
+# The corpus format's rule (ingest.corpus._IMAGE_URL), for the API description: http(s), no space, quote or <>.
+_IMAGE_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\s\x00-\x1f\x7f\"'<>\\]+$"
+_SIDE = Annotated[int | None, Field(strict=True, ge=1, le=MAX_IMAGE_SIDE, description="pixels"), _IMAGE]
+
+
+class Image(BaseModel):
+    """An article's picture: an http(s) address, a text for screen readers, its size (the page reserves it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: Annotated[str, Field(max_length=IMAGE_LIMITS["url"], pattern=_IMAGE_URL_PATTERN), _IMAGE]
+    alt: Annotated[str, Field(max_length=IMAGE_LIMITS["alt"]), _IMAGE] = ""
+    width: _SIDE = None
+    height: _SIDE = None
+
+
 class Article(BaseModel):
     """PUT /v1/articles/<id>: an article in the corpus format, plus who sends it and why."""
 
@@ -202,6 +229,7 @@ class Article(BaseModel):
                     BeforeValidator(lambda value: value or []),
                     Refusal(422, "invalid_article", "field 'tags' must be a list of strings",
                             bound=f"tags: at most {MAX_TAGS} tags of at most {MAX_TAG_CHARS} characters each")] = []
+    image: Annotated[Image | None, _IMAGE] = None
     evergreen: Annotated[bool, Field(strict=True, description="exempt from the freshness decay (an explainer, "
                                                               "a guide)"),
                          Refusal(422, "invalid_article", "field 'evergreen' must be true or false")] = False
