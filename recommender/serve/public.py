@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import (
+    Blueprint,
+    Response,
+    jsonify,
+    render_template,
+    request,
+    send_from_directory,
+)
 
 from ..embed.signals import RawText
 from ..engine import UnknownArticle, UnknownPlacement
 from ..ingest.corpus import article_from_json
 from ..payloads import related_json
+from ..rank.ranking import Related as RankedList
 from . import current
 from .answers import Related
+from .block import block
 from .errors import ApiError
 from .models import Draft, RelatedQuery
 from .operations import operation
@@ -28,18 +37,50 @@ public = Blueprint("public", __name__)
 def related_by_id(article_id: str, query: RelatedQuery) -> Any:
     """The related list of an indexed article, cacheable until the index or the schedule changes it."""
     engine = current.engine()
+    return _cacheable(jsonify(related_json(engine, article_id, _related(article_id, query))))
+
+
+@public.get("/v1/articles/<article_id>/related.html")
+@operation("The same related stories as an HTML fragment to include in a page (server-side includes, edge "
+           "includes, server rendering): a heading in the article's language, a list with pictures, titles, "
+           "teasers, sections and links; style it with related.css", query=RelatedQuery,
+           answers={200: ("text/html", "the fragment (empty when no story passes); ETag and Cache-Control as "
+                                       "for the JSON list"),
+                    304: (None, "not modified (If-None-Match matched the ETag)")},
+           errors=(400, 404, 422, 503))
+def related_block(article_id: str, query: RelatedQuery) -> Any:
+    """The related list of an indexed article as the reader's block, rendered on the server."""
+    engine = current.engine()
+    related = _related(article_id, query)
+    html = render_template("related_block.html", **block(engine, article_id, related))
+    return _cacheable(Response(html, content_type="text/html; charset=utf-8"))
+
+
+@public.get("/related.css")
+@operation("The stylesheet of the related-stories block (rs- classes, custom properties to override)",
+           answers={200: ("text/css", "CSS")})
+def related_css() -> Any:
+    """The block's stylesheet, cacheable for a day."""
+    response = send_from_directory(public.root_path + "/static", "related.css", max_age=86400)
+    response.cache_control.public = True
+    return response
+
+
+def _related(article_id: str, query: RelatedQuery) -> RankedList:
+    """The ranked list a related request asks for; unknown articles and placements as API errors."""
     try:
-        related = engine.related(article_id, query.k, query.filters(), query.placement, query.options())
+        return current.engine().related(article_id, query.k, query.filters(), query.placement, query.options())
     except UnknownArticle as exc:
         raise ApiError(404, "unknown_article", str(exc)) from None
     except UnknownPlacement as exc:
         raise ApiError(400, "unknown_placement", str(exc)) from None
-    response = jsonify(related_json(engine, article_id, related))
-    # The answer changes only with the index (and freshness, within the cache lifetime): an ETag of the
-    # body lets browsers and CDNs revalidate cheaply.
+
+
+def _cacheable(response: Response) -> Response:
+    """response with an ETag of its body and a public cache lifetime that ends before the next scheduled
+    story is published (it may belong in this list from then on); 304 for a matching If-None-Match."""
     response.cache_control.public = True
-    # Never past the moment a scheduled story becomes visible: it may belong in this list from then on.
-    response.cache_control.max_age = engine.cache_seconds(current.settings().cache_max_age)
+    response.cache_control.max_age = current.engine().cache_seconds(current.settings().cache_max_age)
     response.add_etag()
     return response.make_conditional(request)
 

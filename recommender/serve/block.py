@@ -1,0 +1,30 @@
+"""What the reader's block shows of a related list (the server-rendered fragment; the widget renders the same
+markup from the JSON): a heading in the article's language and, per story, only what is safe to put in a page."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..engine import Recommender
+from ..rank.ranking import Related
+
+# The block's heading in the article's language; other languages get the English one.
+HEADINGS = {"de": "Das könnte Sie auch interessieren", "en": "You might also like"}
+# A story's address becomes a link only when it is a web address: a javascript: or data: url is never one.
+_WEB_ADDRESS = re.compile(r"https?://[^\s\x00-\x1f\x7f\"'<>\\]+", re.IGNORECASE)
+
+
+def block(engine: Recommender, article_id: str | None, related: Related, lang: str | None = None) -> dict[str, Any]:
+    """The template values of the block: lang, heading and items (title, teaser, section, link, image, relation)."""
+    snapshot = engine.snapshot
+    if lang is None and article_id is not None and article_id in snapshot.row_of:
+        lang = snapshot.articles[snapshot.row_of[article_id]]["lang"]
+    lang = lang if lang in HEADINGS else "en"
+    items = []
+    for suggestion in related.suggestions:
+        meta = snapshot.articles[suggestion.row]
+        url = meta.get("url") or ""
+        items.append({"title": meta["title"], "teaser": meta["teaser"], "section": meta["section"],
+                      "link": url if _WEB_ADDRESS.fullmatch(url) else None, "image": meta.get("image"),
+                      "relation": suggestion.relation})
+    return {"lang": lang, "heading": HEADINGS[lang], "items": items}

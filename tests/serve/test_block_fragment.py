@@ -1,0 +1,88 @@
+"""The server-rendered block: a fragment a page includes as it is, in the article's language, with pictures that
+keep their place, every text escaped, no script, cacheable like the JSON list."""
+from html.parser import HTMLParser
+
+from conftest import API_TOKEN
+
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+HOSTILE = {"title": "<script>alert('x')</script> \"Zitat\" & <b>fett</b>", "lang": "de", "section": "Politik<i>",
+           "body": "Nordkoreanische Soldaten im Gebiet Kursk, die Nato bestätigt die Verlegung an die Front.",
+           "teaser": "<img src=x onerror=alert(1)>", "url": "javascript:alert(document.cookie)",
+           "published_at": "2024-10-31T08:00:00+01:00",
+           "image": {"url": "https://bilder.example/kursk.jpg", "alt": "\"><script>alert(2)</script>",
+                     "width": 1200, "height": 675}}
+
+
+class Elements(HTMLParser):
+    """The start tags of a fragment with their attributes, and its text."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+    def all(self, tag):
+        return [attrs for name, attrs in self.tags if name == tag]
+
+
+def fragment(client, article_id, **query):
+    response = client.get(f"/v1/articles/{article_id}/related.html", query_string=query)
+    assert response.status_code == 200 and response.content_type == "text/html; charset=utf-8"
+    return response
+
+
+def test_the_heading_speaks_the_language_of_the_article(client):
+    german = Elements(fragment(client, "kursk-nordkorea-3", k="3").get_data(as_text=True))
+    english = Elements(fragment(client, "p4-single-valencia-floods", k="3", min_relatedness="0").get_data(as_text=True))
+    assert "Das könnte Sie auch interessieren" in german.text and german.all("section")[0]["lang"] == "de"
+    assert "You might also like" in english.text and english.all("section")[0]["lang"] == "en"
+
+
+def test_a_list_of_linked_stories_with_pictures_that_keep_their_place(client):
+    assert client.put("/v1/articles/kursk-bild", headers=AUTH, json={**HOSTILE, "title": "Kursk: neue Truppen",
+                      "url": "https://www.tagesblick.example/kursk-bild", "teaser": "Kurz.", "section": "Politik",
+                      "image": {"url": "https://bilder.example/kursk.jpg", "alt": "Soldaten", "width": 1200,
+                                "height": 675}}).status_code == 201
+    page = Elements(fragment(client, "kursk-nordkorea-3", k="4", min_relatedness="0").get_data(as_text=True))
+    assert len(page.all("li")) == 4 and len(page.all("ol")) == 1 and not page.all("script")
+    assert not any("style" in attrs for _, attrs in page.tags)  # no inline style: related.css styles it
+    pictures = [attrs for attrs in page.all("img") if attrs["src"] == "https://bilder.example/kursk.jpg"]
+    assert pictures == [{"class": "rs-image", "src": "https://bilder.example/kursk.jpg", "alt": "Soldaten",
+                         "width": "1200", "height": "675", "loading": "lazy", "decoding": "async"}]
+    assert "https://www.tagesblick.example/kursk-bild" in [a["href"] for a in page.all("a")]
+
+
+def test_hostile_texts_render_as_text_and_a_script_address_is_no_link(client):
+    assert client.put("/v1/articles/kursk-boese", headers=AUTH, json=HOSTILE).status_code == 201
+    html = fragment(client, "kursk-nordkorea-3", k="12", min_relatedness="0").get_data(as_text=True)
+    page = Elements(html)
+    assert "<script>alert('x')</script> \"Zitat\" & <b>fett</b>" in page.text  # shown, not run
+    assert not page.all("script") and not page.all("b") and not page.all("i")
+    assert all(not a["href"].lower().startswith("javascript") for a in page.all("a"))
+    assert all(not attrs.get("onerror") for attrs in page.all("img"))
+    assert "&lt;script&gt;" in html and "javascript:" not in html
+
+
+def test_the_block_is_cached_like_the_json_and_empty_when_nothing_passes(client):
+    first = fragment(client, "kursk-nordkorea-3")
+    assert first.headers["ETag"] and "public" in first.headers["Cache-Control"]
+    again = client.get("/v1/articles/kursk-nordkorea-3/related.html", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304
+    assert fragment(client, "kursk-nordkorea-3", min_relatedness="1").get_data() == b""
+    missing = client.get("/v1/articles/no-such-article/related.html")
+    assert missing.status_code == 404 and missing.get_json()["error"] == "unknown_article"
+    assert client.get("/v1/articles/kursk-nordkorea-3/related.html", query_string={"placement": "x"}).status_code == 400
+
+
+def test_the_stylesheet_is_served_with_custom_properties_to_override(client):
+    css = client.get("/related.css")
+    assert css.status_code == 200 and css.content_type.startswith("text/css")
+    text = css.get_data(as_text=True)
+    assert "--rs-accent" in text and ".rs-block" in text and ":focus-visible" in text
