@@ -9,6 +9,7 @@ from flask import Flask, Response, g, request
 from ..config import Settings, load_settings
 from ..engine import Recommender
 from . import current, errors, limits
+from .demo import DEMO_CSP, demo
 from .editor import editor
 from .limits import limit_writes
 from .metrics import Metrics
@@ -21,6 +22,8 @@ from .public import public
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
             "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+# The pages a browser shows, and what each may load (every other answer: API_CSP).
+PAGES = {"editor.editor_page": PAGE_CSP, "demo.demo_article": DEMO_CSP}
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
                     "Referrer-Policy": "no-referrer"}
 
@@ -49,7 +52,7 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
     app.before_request(_start)
     app.after_request(_finish)
     errors.init_app(app)
-    for blueprint in (public, editor, ops):
+    for blueprint in (public, editor, ops, demo):
         app.register_blueprint(blueprint)
     return app
 
@@ -71,11 +74,11 @@ def _finish(response: Response) -> Response:
         metrics.set_index(engine.snapshot.version, engine.profile.name, len(engine.snapshot))
     endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
     metrics.observe(endpoint, request.method, response.status_code, time.perf_counter() - g.get("started", 0.0))
-    return _secure(response, page=request.endpoint == "editor.editor_page")
+    return _secure(response, PAGES.get(request.endpoint or "", API_CSP))
 
 
-def _secure(response: Response, page: bool) -> Response:
+def _secure(response: Response, policy: str) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
-    response.headers.setdefault("Content-Security-Policy", PAGE_CSP if page else API_CSP)
+    response.headers.setdefault("Content-Security-Policy", policy)
     return response
