@@ -39,6 +39,9 @@ from .rank.selection import Selection
 log = logging.getLogger(__name__)
 
 
+NO_SELECTION = Selection()  # the k best by score: one shared object, not one per request
+
+
 class UnknownPlacement(ValueError):
     """A request named a placement the configuration does not define."""
 
@@ -210,8 +213,9 @@ class Recommender:
             raise UnknownPlacement(f"unknown placement {placement!r} (known: {', '.join(sorted(self.placements))})")
         chosen = request.over(self.placements[placement]) if placement is not None else request
         settings = self.settings
-        options = replace(
-            self.options(k or chosen.k, now),
+        base = self.options(k or chosen.k, now)
+        options = RankOptions(
+            k=base.k, duplicate_threshold=base.duplicate_threshold, now=base.now,
             recency_weight=settings.recency_weight if chosen.recency_weight is None else chosen.recency_weight,
             half_life_days=chosen.half_life_days or settings.recency_half_life_days,
             min_relatedness=settings.min_relatedness if chosen.min_relatedness is None else chosen.min_relatedness,
@@ -219,17 +223,19 @@ class Recommender:
             # A half-life the placement or request names is for every section; else each section's own.
             section_half_life_days=() if chosen.half_life_days is not None else self._section_half_lives,
             selection=Selection(chosen.prefer_lang or "", chosen.max_per_story or 0,
-                                1.0 if chosen.mmr_lambda is None else chosen.mmr_lambda),
+                                1.0 if chosen.mmr_lambda is None else chosen.mmr_lambda)
+            if chosen.prefer_lang or chosen.max_per_story or chosen.mmr_lambda is not None else NO_SELECTION,
             reference_time=reference_time,
             story_window_days=settings.story_window_days,
         )
-        filters = replace(
-            filters,
-            langs=filters.langs or chosen.lang or (),
-            sections=filters.sections or chosen.section or (),
-            max_age_days=chosen.max_age_days if filters.max_age_days is None else filters.max_age_days,
-            published_before=reference_time if chosen.only_before else None,
-        )
+        if chosen.lang or chosen.section or chosen.max_age_days is not None or chosen.only_before:
+            filters = replace(
+                filters,
+                langs=filters.langs or chosen.lang or (),
+                sections=filters.sections or chosen.section or (),
+                max_age_days=chosen.max_age_days if filters.max_age_days is None else filters.max_age_days,
+                published_before=reference_time if chosen.only_before else None,
+            )
         return options, filters
 
     def _schedule(self, snapshot: Snapshot) -> np.ndarray:

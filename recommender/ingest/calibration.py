@@ -39,11 +39,16 @@ class Calibration:
             raise ValueError("a calibration needs at least two knots, as many similarities as relatedness values")
         if np.any(np.diff(self.similarity) < 0) or np.any(np.diff(self.relatedness) < 0):
             raise ValueError("calibration knots must be non-decreasing")
+        if not 0.0 <= min(self.relatedness) <= max(self.relatedness) <= 1.0:
+            raise ValueError("calibration relatedness values must lie in [0, 1]")
+        # The knots as arrays once: np.interp would convert the tuples on every call (every request).
+        object.__setattr__(self, "_x", np.asarray(self.similarity, dtype=np.float64))
+        object.__setattr__(self, "_y", np.asarray(self.relatedness, dtype=np.float64))
 
     def __call__(self, similarity: Any) -> np.ndarray:
         """Relatedness of each fused similarity: ndarray of the same shape, float32 in [0, 1]."""
-        values = np.interp(np.asarray(similarity, dtype=np.float64), self.similarity, self.relatedness)
-        return np.clip(values, 0.0, 1.0).astype(np.float32)
+        # Within [0, 1] by the knots (checked above): interpolation never leaves their range, so no clip.
+        return np.interp(similarity, self._x, self._y).astype(np.float32)
 
     def to_json(self) -> dict[str, Any]:
         """Plain values for relatedness.json."""

@@ -347,20 +347,29 @@ def _chosen(
     kept = lexical < options.duplicate_threshold
     removed["self_and_versions"] = removed.get("self_and_versions", 0) + int(np.count_nonzero(~kept))
     top, lexical = top[kept], lexical[kept]
-    leaders = np.array([top[members[0]] for members in groups], dtype=np.int64)
-    picked = _select(snapshot, profile, rows, leaders, scores, options)
+    if options.selection.reorders:
+        leaders = np.array([top[members[0]] for members in groups], dtype=np.int64)
+        picked = _select(snapshot, profile, rows, leaders, scores, options)
+    else:
+        picked = list(range(min(options.k, len(groups))))
+    bests = [int(top[groups[index][0]]) for index in picked]
+    # One calibration call for the whole list: a call per story cost more than the rest of the labelling.
+    relatedness = profile.relatedness(scores.similarity[bests]) if bests else []
     suggestions: list[Suggestion] = []
-    for index in picked:
+    for index, best, related in zip(picked, bests, relatedness):
         members = groups[index]
         group = top[members]
         shown = int(group[np.argmax(snapshot.published_at[rows[group]])])  # newest version
-        best = int(group[0])
+        shown_row = int(rows[shown])
         suggestion = scores.suggestion(
-            snapshot, best, int(rows[shown]), shown,
+            snapshot, best, shown_row, shown,
             hidden_versions=tuple(snapshot.articles[int(rows[g])]["id"] for g in group if int(g) != shown),
+            relatedness=float(related),
+            relation=relation_of(float(related), float(snapshot.published_at[shown_row]), options.reference_time,
+                                 options.story_window_days),
         )
         suggestion.signals["tfidf"] = float(lexical[members[0]])
-        suggestions.append(_labelled(suggestion, snapshot, profile, options))
+        suggestions.append(suggestion)
     removed["duplicate_versions"] = sum(len(s.hidden_versions) for s in suggestions)
     return suggestions
 
@@ -369,8 +378,6 @@ def _select(snapshot: Snapshot, profile: Profile, rows: np.ndarray, leaders: np.
             options: RankOptions) -> list[int]:
     """Which version groups (by their leaders, positions into rows, best first) make the list, in order."""
     selection = options.selection
-    if not selection.reorders:
-        return list(range(min(options.k, leaders.size)))
     preferred = snapshot.lang_mask(rows[leaders], [selection.prefer_lang]) if selection.prefer_lang else None
     similarity = same = None
     if selection.needs_pairs:
