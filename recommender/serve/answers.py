@@ -50,11 +50,14 @@ class Item(Story):
 
 
 class Related(BaseModel):
-    """A related list (article_id is null for a draft)."""
+    """A related list (article_id is null for a draft), with the heading a reader's block shows above it in the
+    article's language (lang: the article's, or English where there is no heading in it)."""
 
     article_id: str | None
     items: list[Item]
     index_version: str
+    lang: str
+    heading: str
 
 
 class Overrides(BaseModel):

@@ -14,12 +14,19 @@ HEADINGS = {"de": "Das könnte Sie auch interessieren", "en": "You might also li
 _WEB_ADDRESS = re.compile(r"https?://[^\s\x00-\x1f\x7f\"'<>\\]+", re.IGNORECASE)
 
 
-def block(engine: Recommender, article_id: str | None, related: Related, lang: str | None = None) -> dict[str, Any]:
-    """The template values of the block: lang, heading and items (title, teaser, section, link, image, relation)."""
+def heading(engine: Recommender, article_id: str | None, lang: str | None = None) -> dict[str, str]:
+    """The block's language and heading: the article's language (or lang, for a draft) when there is a heading
+    in it, else English."""
     snapshot = engine.snapshot
     if lang is None and article_id is not None and article_id in snapshot.row_of:
         lang = snapshot.articles[snapshot.row_of[article_id]]["lang"]
     lang = lang if lang in HEADINGS else "en"
+    return {"lang": lang, "heading": HEADINGS[lang]}
+
+
+def block(engine: Recommender, article_id: str | None, related: Related, lang: str | None = None) -> dict[str, Any]:
+    """The template values of the block: lang, heading and items (title, teaser, section, link, image, relation)."""
+    snapshot = engine.snapshot
     items = []
     for suggestion in related.suggestions:
         meta = snapshot.articles[suggestion.row]
@@ -27,4 +34,4 @@ def block(engine: Recommender, article_id: str | None, related: Related, lang: s
         items.append({"title": meta["title"], "teaser": meta["teaser"], "section": meta["section"],
                       "link": url if _WEB_ADDRESS.fullmatch(url) else None, "image": meta.get("image"),
                       "relation": suggestion.relation})
-    return {"lang": lang, "heading": HEADINGS[lang], "items": items}
+    return {**heading(engine, article_id, lang), "items": items}

@@ -20,7 +20,7 @@ from ..payloads import related_json
 from ..rank.ranking import Related as RankedList
 from . import current
 from .answers import Related
-from .block import block
+from .block import block, heading
 from .errors import ApiError
 from .models import Draft, RelatedQuery
 from .operations import operation
@@ -37,7 +37,8 @@ public = Blueprint("public", __name__)
 def related_by_id(article_id: str, query: RelatedQuery) -> Any:
     """The related list of an indexed article, cacheable until the index or the schedule changes it."""
     engine = current.engine()
-    return _cacheable(jsonify(related_json(engine, article_id, _related(article_id, query))))
+    answer = {**related_json(engine, article_id, _related(article_id, query)), **heading(engine, article_id)}
+    return _cacheable(jsonify(answer))
 
 
 @public.get("/v1/articles/<article_id>/related.html")
@@ -102,4 +103,4 @@ def related_by_text(body: Draft) -> Any:
                                          now=now, placement=body.placement, request=body.options())
     except UnknownPlacement as exc:
         raise ApiError(400, "unknown_placement", str(exc)) from None
-    return jsonify(related_json(engine, None, related))
+    return jsonify({**related_json(engine, None, related), **heading(engine, None, draft.lang)})
