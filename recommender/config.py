@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -135,6 +136,16 @@ class Settings:
         "60/minute", "Writes (PUT/DELETE) one client address may make, per worker process, e.g. '60/minute' or "
         "'10/second;300/hour'; over it they get 429 with Retry-After. Empty = no limit."
     )
+    event_rate_limit: str = _setting(
+        "300/minute", "Reader events (POST /v1/events batches) one client address may send, per worker process; "
+        "over it they get 429. Generous: readers behind one address (an office, a mobile carrier) share it. "
+        "Empty = no limit."
+    )
+    public_url: str = _setting(
+        "", "The API's address as readers' browsers reach it (e.g. https://related.example.com), for the click "
+        "links of the JSON answers and the HTML block; empty = the address each request came to (set it behind "
+        "a proxy or CDN, so a request's Host header never chooses where readers' clicks go)."
+    )
     vector_dtype: str = _setting("float16", "How index snapshots store dense vectors: float16 (half the memory) or float32.")
     ann_min_articles: int = _setting(
         5_000, "Indexes with at least this many articles get an approximate-neighbour graph and precomputed candidate lists; smaller ones are scanned exactly."
@@ -240,6 +251,9 @@ def _build(values: Mapping[str, Any]) -> Settings:
         raise ConfigError("setting 'fallback' must be none, recent_same_section or recent")
     if settings.story_window_days < 0:
         raise ConfigError("setting 'story_window_days' must not be negative")
+    if settings.public_url and not re.fullmatch(r"https?://[^\s/?#\\\"'<>]+(/[^\s?#\\\"'<>]*)?", settings.public_url):
+        raise ConfigError(f"setting 'public_url' must be an http(s) address such as https://related.example.com, "
+                          f"not {settings.public_url[:100]!r}")
     for section, days in settings.section_half_life_days.items():
         if isinstance(days, bool) or not isinstance(days, (int, float)) or not 0 < days <= 36_500:
             raise ConfigError(f"setting 'section_half_life_days': {section!r} needs a number of days above 0")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
 T = TypeVar("T")
-STATE_FILES = ("editorial.sqlite", "live.sqlite")
+STATE_FILES = ("editorial.sqlite", "live.sqlite", "events.sqlite")
 
 
 class StateFileError(OSError):

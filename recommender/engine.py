@@ -25,7 +25,14 @@ from .index.snapshot import (
 from .ingest.corpus import Article
 from .ingest.profiles import Profile, get_profile
 from .rank.editorial import EditorialStore, Rules
-from .rank.placements import Options, PlacementError, placements_from
+from .rank.placements import (
+    Arm,
+    Options,
+    PlacementError,
+    arms_from,
+    choose_arm,
+    placements_from,
+)
 from .rank.ranking import (
     Filters,
     RankOptions,
@@ -105,9 +112,34 @@ class Recommender:
                                                 for name, days in self.settings.section_half_life_days.items()))
         try:  # at start-up: a placement with a typo must stop the server, not fail its first request
             self.placements: dict[str, Options] = placements_from(self.settings.placements, self.settings.max_k)
+            self.arms: dict[str, tuple[Arm, ...]] = arms_from(self.settings.placements, self.settings.max_k)
         except PlacementError as exc:
             raise ConfigError(f"setting 'placements': {exc}") from None
+        self._arm_profiles = {arm.profile: self._arm_profile(placement, arm)
+                              for placement, arms in self.arms.items() for arm in arms if arm.profile}
         self.refresh()
+
+    def _arm_profile(self, placement: str, arm: Arm) -> Profile:
+        """The profile an A/B arm ranks with: one whose weighted signals the index holds (checked at start)."""
+        where = f"setting 'placements': placement {placement!r}, arm {arm.name!r}"
+        try:
+            profile = get_profile(arm.profile or "")
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        missing = [s.name for s in profile.weighted if s.name not in self.base.dense and s.name not in self.base.sparse]
+        if missing:
+            raise ConfigError(f"{where}: profile {profile.name!r} weighs signals this index does not hold "
+                              f"({', '.join(missing)}); the index's profile is {self.profile.name!r}")
+        return profile
+
+    def arm_for(self, placement: str | None, seed: str) -> Arm | None:
+        """The A/B arm a list of placement gets for this rid seed; None where the placement splits no traffic."""
+        arms = self.arms.get(placement or "")
+        return choose_arm(arms, placement or "", seed) if arms else None
+
+    def profile_of(self, arm: Arm | None) -> Profile:
+        """The profile a list ranks with: the arm's, else the index's."""
+        return self._arm_profiles[arm.profile] if arm is not None and arm.profile else self.profile
 
     @classmethod
     def open(cls, settings: Settings, index_dir: str | Path | None = None) -> "Recommender":
@@ -206,12 +238,15 @@ class Recommender:
         )
 
     def ranking(self, k: int | None, filters: Filters, placement: str | None, request: Options,
-                reference_time: float | None, now: datetime | None = None) -> tuple[RankOptions, Filters]:
+                reference_time: float | None, now: datetime | None = None,
+                arm: Arm | None = None) -> tuple[RankOptions, Filters]:
         """The ranking options and filters of one request: the settings, then the placement's options, then
-        the request's own (each wins over the one before); UnknownPlacement for a name not configured."""
+        its A/B arm's, then the request's own (each wins over the one before); UnknownPlacement for a name not
+        configured."""
         if placement is not None and placement not in self.placements:
             raise UnknownPlacement(f"unknown placement {placement!r} (known: {', '.join(sorted(self.placements))})")
-        chosen = request.over(self.placements[placement]) if placement is not None else request
+        configured = self.placements[placement] if placement is not None else Options()
+        chosen = request.over(arm.options.over(configured) if arm is not None else configured)
         settings = self.settings
         base = self.options(k or chosen.k, now)
         options = RankOptions(
@@ -269,36 +304,38 @@ class Recommender:
         return filters if self.next_release(snapshot, now) is None else replace(filters, published_by=now)
 
     def related(self, article_id: str, k: int | None = None, filters: Filters = Filters(),
-                placement: str | None = None, request: Options = Options()) -> Related:
+                placement: str | None = None, request: Options = Options(), arm: Arm | None = None) -> Related:
         """Related stories of an indexed article (never the article itself or a version of it); the article
-        may be scheduled (a CMS preview), the stories in its list never are. placement and request: see
-        `ranking`."""
+        may be scheduled (a CMS preview), the stories in its list never are. placement, request and arm (one of
+        the placement's, `arm_for`): see `ranking`."""
         snapshot, rules = self.snapshot, self.rules()  # one consistent snapshot for the whole request
         row = snapshot.row_of.get(article_id)
         if row is None or article_id in rules.taken_down:
             raise UnknownArticle(article_id)
-        options, filters = self.ranking(k, filters, placement, request, float(snapshot.published_at[row]))
+        options, filters = self.ranking(k, filters, placement, request, float(snapshot.published_at[row]), arm=arm)
         query = query_from_row(snapshot, row)
         filters = replace(self._embargo(snapshot, filters),
                           exclude_ids=(*filters.exclude_ids, *sorted(rules.hidden_for(article_id))))
-        return self._ranked(snapshot, query, filters, options, row, rules.pins.get(article_id, ()))
+        return self._ranked(snapshot, query, filters, options, row, rules.pins.get(article_id, ()),
+                            self.profile_of(arm))
 
     def related_to_text(self, text: RawText, k: int | None = None, filters: Filters = Filters(),
                         now: datetime | None = None, placement: str | None = None,
-                        request: Options = Options()) -> Related:
+                        request: Options = Options(), arm: Arm | None = None) -> Related:
         """Related stories of an article that is not in the index (title + body of a draft); ages are
         measured from now (default: the present), e.g. the draft's own publication time, which is also the
         reference of the labels and of only_before."""
         snapshot = self.snapshot
         reference = (now or datetime.now(timezone.utc)).timestamp()
-        options, filters = self.ranking(k, filters, placement, request, reference, now)
+        options, filters = self.ranking(k, filters, placement, request, reference, now, arm)
         query = self.encoder.embed_query(text, snapshot.sparse_models)
         filters = replace(self._embargo(snapshot, filters),
                           exclude_ids=(*filters.exclude_ids, *sorted(self.rules().hidden_for(None))))
-        return self._ranked(snapshot, query, filters, options)
+        return self._ranked(snapshot, query, filters, options, profile=self.profile_of(arm))
 
     def _ranked(self, snapshot: Snapshot, query: QueryVectors, filters: Filters, options: RankOptions,
-                self_row: int | None = None, pins: Sequence[tuple[int, str]] = ()) -> Related:
+                self_row: int | None = None, pins: Sequence[tuple[int, str]] = (),
+                profile: Profile | None = None) -> Related:
         """rank() over the snapshot search's rounds of candidates, wider while filters or duplicates leave
         fewer than k (the policy is the search's, `GraphSearch.rounds`)."""
 
@@ -306,7 +343,7 @@ class Recommender:
             return allowed_rows(snapshot, filters, options.now or datetime.now(timezone.utc))
 
         rounds = snapshot.search.rounds(query.dense, self.settings.candidates, len(snapshot), self_row, allowed)
-        return rank_rounds(snapshot, self.profile, query, rounds, filters, options, self_row, pins,
+        return rank_rounds(snapshot, profile or self.profile, query, rounds, filters, options, self_row, pins,
                            lambda: self._newest_first(snapshot))
 
     def _newest_first(self, snapshot: Snapshot) -> np.ndarray:

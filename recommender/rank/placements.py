@@ -6,6 +6,7 @@ overrides of a request when it arrives. Options a placement leaves out come from
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass, fields, replace
@@ -125,15 +126,71 @@ def options_from(values: Mapping[str, Any], max_k: int) -> Options:
 
 def placements_from(configured: Mapping[str, Any], max_k: int) -> dict[str, Options]:
     """The built-in placements with the configured ones laid over them (a configured name replaces a built-in
-    one whole); PlacementError naming the placement at fault."""
+    one whole); PlacementError naming the placement at fault. A placement's `arms` table: arms_from."""
     placements = dict(BUILT_IN)
     for name, values in configured.items():
         if not isinstance(values, Mapping):
             raise PlacementError(f"placement {name!r} must be a table of options")
-        if not re.fullmatch(r"[a-z0-9_-]{1,50}", name):
+        if not _NAME.fullmatch(name):
             raise PlacementError(f"placement name {name!r}: lower-case letters, digits, _ and -, at most 50")
         try:
-            placements[name] = options_from(values, max_k)
+            placements[name] = options_from({k: v for k, v in values.items() if k != "arms"}, max_k)
         except PlacementError as exc:
             raise PlacementError(f"placement {name!r}: {exc}") from None
     return placements
+
+
+_NAME = re.compile(r"[a-z0-9_-]{1,50}")
+MAX_ARMS = 10
+
+
+@dataclass(frozen=True)
+class Arm:
+    """A variant of a placement in an A/B test: its share of the traffic (weight, relative to the other arms'),
+    the ranking options laid over the placement's, and optionally another ranking profile (whose signals the
+    index must hold)."""
+
+    name: str
+    weight: float
+    options: Options
+    profile: str | None = None
+
+
+def arms_from(configured: Mapping[str, Any], max_k: int) -> dict[str, tuple[Arm, ...]]:
+    """Placement -> its A/B arms in configured order, from each placement's `arms` table
+    ([placements.NAME.arms.ARM] with weight, profile and ranking options); PlacementError naming the arm."""
+    found = {}
+    for placement, values in configured.items():
+        table = values.get("arms") if isinstance(values, Mapping) else None
+        if table is None:
+            continue
+        if not isinstance(table, Mapping) or not 2 <= len(table) <= MAX_ARMS:
+            raise PlacementError(f"placement {placement!r}: arms must be a table of 2 to {MAX_ARMS} named arms")
+        arms = []
+        for name, arm in table.items():
+            where = f"placement {placement!r}, arm {name!r}"
+            if not _NAME.fullmatch(name) or not isinstance(arm, Mapping):
+                raise PlacementError(f"{where}: a name of lower-case letters, digits, _ and - with a table of options")
+            options = {k: v for k, v in arm.items() if k not in ("weight", "profile")}
+            profile = arm.get("profile")
+            if profile is not None and (not isinstance(profile, str) or not _NAME.fullmatch(profile)):
+                raise PlacementError(f"{where}: profile must be a profile's name")
+            try:
+                weight = _number("weight", arm.get("weight", 1), 0.0, 1e6, open_low=True)
+                arms.append(Arm(name, weight, options_from(options, max_k), profile))
+            except PlacementError as exc:
+                raise PlacementError(f"{where}: {exc}") from None
+        found[placement] = tuple(arms)
+    return found
+
+
+def choose_arm(arms: tuple[Arm, ...], placement: str, seed: str) -> Arm:
+    """The arm a list with this rid seed gets: a stable hash of placement and seed, split by the arms' weights
+    (the same seed always gets the same arm; across seeds each arm's share is its weight's)."""
+    digest = hashlib.sha256(f"{placement}\x00{seed}".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") / 2**64 * sum(arm.weight for arm in arms)
+    for arm in arms:
+        point -= arm.weight
+        if point < 0:
+            return arm
+    return arms[-1]

@@ -42,22 +42,27 @@ class Story(BaseModel):
 
 class Item(Story):
     """A related story: its score (what it was ranked by), its calibrated relatedness (0..1, the same scale in
-    every index of a profile) and how it relates to the article."""
+    every index of a profile), how it relates to the article, and the click link that counts a click on it."""
 
     score: float
     relatedness: float
     relation: Literal["same_story", "follow_up", "background", "related_topic", "fallback"]
+    click_url: str
 
 
 class Related(BaseModel):
     """A related list (article_id is null for a draft), with the heading a reader's block shows above it in the
-    article's language (lang: the article's, or English where there is no heading in it)."""
+    article's language (lang: the article's, or English where there is no heading in it); rid: this answer's
+    recommendation id (reader events name it), arm: the A/B arm of the placement it was ranked by."""
 
     article_id: str | None
     items: list[Item]
     index_version: str
     lang: str
     heading: str
+    rid: str
+    placement: str | None
+    arm: str | None
 
 
 class Overrides(BaseModel):
@@ -121,3 +126,58 @@ class Ready(BaseModel):
     index_version: str
     articles: int
     profile: str
+
+
+class Accepted(BaseModel):
+    """Reader events counted, and those ignored (a rid not drawn for their article and placement)."""
+
+    accepted: int
+    ignored: int
+
+
+class ArmRate(BaseModel):
+    """A rate of clicks in impressions with its 95 % interval (null without impressions)."""
+
+    impressions: int
+    clicks: int
+    ctr: float | None
+    ctr_low: float | None
+    ctr_high: float | None
+
+
+class ArmFigures(ArmRate):
+    """An A/B arm under a profile, compared with the placement's first arm."""
+
+    arm: str
+    profile: str
+    p_value: float | None
+    verdict: str
+
+
+class PositionRate(ArmRate):
+    """Clicks at a position of the blocks that showed it."""
+
+    position: int
+
+
+class DayRate(ArmRate):
+    """A day's rate (UTC)."""
+
+    day: str
+
+
+class PlacementFigures(ArmRate):
+    """A placement's click-through, per arm, position and day."""
+
+    placement: str
+    note: str
+    arms: list[ArmFigures]
+    positions: list[PositionRate]
+    days: list[DayRate]
+
+
+class ClickFigures(BaseModel):
+    """Click-through figures since a day (UTC)."""
+
+    since: str
+    placements: list[PlacementFigures]

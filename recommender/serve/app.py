@@ -11,11 +11,13 @@ from ..engine import Recommender
 from . import current, errors, limits
 from .demo import DEMO_CSP, demo
 from .editor import editor
-from .limits import limit_writes
+from .events import events
+from .limits import limit_rates
 from .metrics import Metrics
 from .models import ArticlePath, validate
 from .ops import ops
 from .public import public
+from .tracking import Tracking
 
 # Sent with every answer. The API's JSON never loads anything, so it may load nothing; the editors' page (it
 # holds the token) runs only its own script and style files and may not be framed (clickjacking).
@@ -41,18 +43,19 @@ def create_app(settings: Settings | None = None, engine: Recommender | None = No
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     metrics = Metrics()
     metrics.set_index(engine.snapshot.version, engine.profile.name, len(engine.snapshot))
-    current.keep(app, settings, engine, metrics)
+    current.keep(app, settings, engine, metrics, Tracking.open(settings))
     if settings.cors_origin_list:
         from flask_cors import CORS
 
         # Reads and drafts only (GET, POST): editors' writes are never offered to other origins.
         CORS(app, origins=settings.cors_origin_list, methods=["GET", "POST"], max_age=3600)
-    # Registered before the hooks below: a client over its write limit is refused before anything else runs.
-    limit_writes(app, settings.write_rate_limit, editor)
+    # Registered before the hooks below: a client over a limit is refused before anything else runs.
+    limit_rates(app, {"write_rate_limit": (settings.write_rate_limit, editor),
+                      "event_rate_limit": (settings.event_rate_limit, events)})
     app.before_request(_start)
     app.after_request(_finish)
     errors.init_app(app)
-    for blueprint in (public, editor, ops, demo):
+    for blueprint in (public, editor, events, ops, demo):
         app.register_blueprint(blueprint)
     return app
 

@@ -14,6 +14,11 @@ HEADINGS = {"de": "Das könnte Sie auch interessieren", "en": "You might also li
 _WEB_ADDRESS = re.compile(r"https?://[^\s\x00-\x1f\x7f\"'<>\\]+", re.IGNORECASE)
 
 
+def web_address(url: str) -> bool:
+    """Whether url is an http(s) address a link may lead to (no javascript:, data:, quote or space)."""
+    return _WEB_ADDRESS.fullmatch(url) is not None
+
+
 def heading(engine: Recommender, article_id: str | None, lang: str | None = None) -> dict[str, str]:
     """The block's language and heading: the article's language (or lang, for a draft) when there is a heading
     in it, else English."""
@@ -32,6 +37,6 @@ def block(engine: Recommender, article_id: str | None, related: Related, lang: s
         meta = snapshot.articles[suggestion.row]
         url = meta.get("url") or ""
         items.append({"title": meta["title"], "teaser": meta["teaser"], "section": meta["section"],
-                      "link": url if _WEB_ADDRESS.fullmatch(url) else None, "image": meta.get("image"),
+                      "link": url if web_address(url) else None, "image": meta.get("image"),
                       "relation": suggestion.relation})
     return {**heading(engine, article_id, lang), "items": items}

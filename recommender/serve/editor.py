@@ -1,7 +1,7 @@
 """The editors' API and page: pins and blocks, articles received and taken down, search, explanations, audit.
 
 Every endpoint but the page itself needs the api_token (operations.authorize); the writes share one rate limit
-per client (limits.limit_writes).
+per client (limits.limit_rates).
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, current_app, jsonify
+from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..db import StateUnavailable
@@ -53,8 +53,10 @@ def _http_error(error: HTTPException) -> Any:
     response.status_code = error.code or 500
     if response.status_code == 429:
         response.headers["Retry-After"] = str(retry_after_seconds(current_app))
-        response.set_data(jsonify(error="rate_limited", message=f"too many writes from this client (limit "
-                                  f"{current.settings().write_rate_limit}); retry later").get_data())
+        settings, reader = current.settings(), request.blueprint == "events"
+        what, limit = ("reader events", settings.event_rate_limit) if reader else ("writes", settings.write_rate_limit)
+        response.set_data(jsonify(error="rate_limited", message=f"too many {what} from this client (limit "
+                                  f"{limit}); retry later").get_data())
         return response
     original = error.get_response()
     for name in ("Allow", "WWW-Authenticate"):

@@ -9,22 +9,25 @@ from flask import Blueprint, Flask
 from ..config import ConfigError
 
 
-def limit_writes(app: Flask, limit: str, blueprint: Blueprint) -> None:
-    """Apply one per-client rate limit shared by all writes (PUT, DELETE) of blueprint's routes; none if limit is ''.
+def limit_rates(app: Flask, limits: dict[str, tuple[str, Blueprint]]) -> None:
+    """Apply per-client rate limits to the writes (POST, PUT, DELETE) of blueprints: setting name -> (limit,
+    blueprint), one limit shared by all of a blueprint's writes; none for a limit that is ''.
 
-    Counts live in each worker process's memory: with N gunicorn workers a client gets at most N times the
-    limit (requests are spread over the workers), which is what the README documents.
+    Counts live in each worker process's memory (addresses are never stored): with N gunicorn workers a client
+    gets at most N times the limit (requests are spread over the workers), which is what the README documents.
     """
-    if not limit.strip():
+    given = {name: (limit, blueprint) for name, (limit, blueprint) in limits.items() if limit.strip()}
+    if not given:
         return
     from flask_limiter import Limiter
     from flask_limiter.util import get_remote_address
     from limits import parse_many
 
-    try:  # a typo must fail at start-up, not as a 500 on the first write
-        parse_many(limit)
-    except ValueError as exc:
-        raise ConfigError(f"setting 'write_rate_limit': {limit!r} is not a rate limit such as '60/minute' ({exc})") from None
+    for name, (limit, _) in given.items():
+        try:  # a typo must fail at start-up, not as a 500 on the first write
+            parse_many(limit)
+        except ValueError as exc:
+            raise ConfigError(f"setting {name!r}: {limit!r} is not a rate limit such as '60/minute' ({exc})") from None
 
     # One limiter per app: its counts are this app's alone (tests build many apps in one process).
     limiter = Limiter(get_remote_address, app=app, storage_uri="memory://", headers_enabled=False)
@@ -37,7 +40,8 @@ def limit_writes(app: Flask, limit: str, blueprint: Blueprint) -> None:
 
         return request.method in ("GET", "HEAD", "OPTIONS")
 
-    limiter.shared_limit(limit, scope="writes")(blueprint)
+    for name, (limit, blueprint) in given.items():
+        limiter.shared_limit(limit, scope=name)(blueprint)
 
 
 def retry_after_seconds(app: Flask) -> int:
@@ -63,3 +67,5 @@ MAX_FILTER_VALUES = 100  # values of one repeatable filter (lang, section, exclu
 MAX_QUERY_PARAMS = 300  # query-string parameters of one request, all names together
 MAX_AGE_DAYS = 36_500
 AUDIT_LIMIT = 1_000
+MAX_EVENTS = 50  # reader events in one POST /v1/events batch
+MAX_STATS_DAYS = 366  # days back the click figures reach

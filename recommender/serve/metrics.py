@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from typing import Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -12,6 +13,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from ..feedback import Click, Impression
 
 # Latency buckets around what a related-links request costs (milliseconds), up to slow raw-text queries.
 BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -34,6 +37,19 @@ class Metrics:
                                     registry=self.registry, multiprocess_mode="livemax")
         self.index_info = Gauge("recommender_index_info", "The served index snapshot (value 1)", ["version", "profile"],
                                 registry=self.registry, multiprocess_mode="livemax")
+        # Labels are bounded: placements and arms come from the configuration, positions from 1 to max_k.
+        self.impressions = Counter("recommender_block_impressions", "Related blocks readers saw",
+                                   ["placement", "arm"], registry=self.registry)
+        self.clicks = Counter("recommender_block_clicks", "Items of related blocks readers followed",
+                              ["placement", "arm", "position"], registry=self.registry)
+
+    def reader_events(self, counted: Iterable[Impression | Click]) -> None:
+        """Count reader events (the durable counts are feedback.events'; these are for dashboards and alerts)."""
+        for event in counted:
+            if isinstance(event, Impression):
+                self.impressions.labels(placement=event.placement, arm=event.arm).inc()
+            else:
+                self.clicks.labels(placement=event.placement, arm=event.arm, position=str(event.position)).inc()
 
     def set_index(self, version: str, profile: str, articles: int) -> None:
         """Record which snapshot is served."""

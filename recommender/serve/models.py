@@ -301,3 +301,73 @@ class Restore(BaseModel):
     # Anything but "true" is no restore, as before: a stray value must not turn an article PUT into a 400.
     restore: Annotated[str | None, WithJsonSchema({"type": "string", "enum": ["true"]}),
                        Field(description="publish a taken-down article again")] = None
+
+
+# Reader events (POST /v1/events) and click links (GET /v1/r/<rid>/<position>): what the widget and the block send.
+_RID = Annotated[str, Field(min_length=24, max_length=24, pattern="^[A-Za-z0-9_-]{24}$",
+                            description="the rid of the answer the block showed"),
+                 Refusal(422, "invalid_event", "rid must be the 24-character rid of a related answer", label="rid")]
+_EVENT_ID = Annotated[str | None, Field(max_length=limits.MAX_ID_CHARS, pattern=f"^{ID_PATTERN.pattern}$"),
+                      Refusal(422, "invalid_event", "{field} must be an article id", label="an event's {field}")]
+_EVENT_PLACEMENT = Annotated[str | None, Field(max_length=50, pattern="^[a-z0-9_-]{1,50}$"),
+                             Refusal(422, "invalid_event", "placement must be a placement's name")]
+
+
+class Event(BaseModel):
+    """One reader event: a block seen (impression: how many items it showed) or an item clicked (click: its
+    position from 1 and its id). article_id is null for a draft's list, placement for a list without one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Annotated[Literal["impression", "click"],
+                    Refusal(422, "invalid_event", "an event's type must be 'impression' or 'click'")]
+    rid: _RID
+    article_id: _EVENT_ID = None
+    placement: _EVENT_PLACEMENT = None
+    shown: Annotated[int | None, Count(), Field(description="impression: how many items the block showed")] = None
+    position: Annotated[int | None, Count(), Field(description="click: the item's position, from 1")] = None
+    item_id: _EVENT_ID = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> "Event":
+        if self.type == "impression" and self.shown is None:
+            raise ApiError(422, "invalid_event", "an impression needs shown: how many items the block showed")
+        if self.type == "click" and (self.position is None or self.item_id is None):
+            raise ApiError(422, "invalid_event", "a click needs position (from 1) and item_id")
+        return self
+
+
+class Events(BaseModel):
+    """POST /v1/events: a batch of reader events (sent as JSON; text/plain too, as navigator.sendBeacon does)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: Annotated[list[Event], Field(min_length=1, max_length=limits.MAX_EVENTS),
+                      Refusal(422, "invalid_event", f"events must be a list of 1 to {limits.MAX_EVENTS} events",
+                              label="events")]
+
+
+class ClickPath(BaseModel):
+    """GET /v1/r/<rid>/<position>: the answer's rid and the item's position in it."""
+
+    rid: Annotated[str, Field(max_length=24, pattern="^[A-Za-z0-9_-]{24}$"),
+                   Refusal(404, "unknown_link", "not a click link of this service")]
+    position: Annotated[str, Field(max_length=4, pattern="^[1-9][0-9]{0,3}$", description="from 1"),
+                        Refusal(404, "unknown_link", "not a click link of this service")]
+
+
+class ClickQuery(BaseModel):
+    """The click link's query string: the item clicked, and the article and placement of its list."""
+
+    item: Annotated[str, Field(max_length=limits.MAX_ID_CHARS),
+                    Refusal(404, "unknown_link", "not a click link of this service", label="item")]
+    article: Annotated[str | None, Field(max_length=limits.MAX_ID_CHARS),
+                       Refusal(404, "unknown_link", "not a click link of this service")] = None
+    placement: Annotated[str | None, Field(max_length=50),
+                         Refusal(404, "unknown_link", "not a click link of this service")] = None
+
+
+class ClickStatsQuery(BaseModel):
+    """GET /v1/stats/clicks: how many days back (today included)."""
+
+    days: Annotated[int, Count(limits.MAX_STATS_DAYS)] = 30

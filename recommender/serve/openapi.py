@@ -66,8 +66,9 @@ def _operation(declared: Operation, path_names: list[str], models: set[type[Base
         described["parameters"] = parameters
     if declared.body is not None:
         models.add(declared.body)
-        described["requestBody"] = {"required": declared.body_required, "content": {"application/json": {
-            "schema": {"$ref": REF.format(model=declared.body.__name__)}}}}
+        schema = {"schema": {"$ref": REF.format(model=declared.body.__name__)}}
+        described["requestBody"] = {"required": declared.body_required,
+                                    "content": {media: schema for media in declared.body_types}}
     responses = {}
     for status, (what, description) in declared.answers.items():
         responses[str(status)] = _answer(what, description, models)

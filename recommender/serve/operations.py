@@ -19,6 +19,8 @@ from .auth import authorize
 from .errors import ApiError
 from .models import validate
 
+JSON = "application/json"
+
 
 @dataclass(frozen=True)
 class Operation:
@@ -38,14 +40,16 @@ class Operation:
     body_required: bool = True
     editor: bool = False
     path: type[BaseModel] | None = None
+    body_types: tuple[str, ...] = (JSON,)
 
 
 def operation(summary: str, answers: Mapping[int, tuple[Any, str]], errors: tuple[int, ...] = (),
               query: type[BaseModel] | None = None, body: type[BaseModel] | None = None,
-              body_required: bool = True, editor: bool = False,
-              path: type[BaseModel] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Declare a view's operation; the view gets the validated `query` and `body` models as keyword arguments."""
-    declared = Operation(summary, answers, errors, query, body, body_required, editor, path)
+              body_required: bool = True, editor: bool = False, path: type[BaseModel] | None = None,
+              body_types: tuple[str, ...] = (JSON,)) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare a view's operation; the view gets the validated `query` and `body` models as keyword arguments.
+    body_types: the media types the JSON body may come as (text/plain too for navigator.sendBeacon)."""
+    declared = Operation(summary, answers, errors, query, body, body_required, editor, path, body_types)
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
@@ -58,7 +62,7 @@ def operation(summary: str, answers: Mapping[int, tuple[Any, str]], errors: tupl
                 kwargs["query"] = validate(query, query_values(query))
             if body is not None:
                 present = body_required or request.content_length
-                kwargs["body"] = validate(body, json_object() if present else {})
+                kwargs["body"] = validate(body, json_object(body_types) if present else {})
             return view(*args, **kwargs)
 
         checked.operation = declared  # type: ignore[attr-defined]
@@ -74,10 +78,10 @@ def query_values(model: type[BaseModel]) -> dict[str, Any]:
             for name, info in model.model_fields.items() if name in args}
 
 
-def json_object() -> dict[str, Any]:
-    """The request body, a JSON object (415 if not JSON, 400 if broken or too deeply nested, 408 if late)."""
-    if not request.is_json:
-        raise ApiError(415, "unsupported_media_type", "send JSON (Content-Type: application/json)")
+def json_object(types: tuple[str, ...] = (JSON,)) -> dict[str, Any]:
+    """The request body, a JSON object (415 if not of types, 400 if broken or too deeply nested, 408 if late)."""
+    if not (request.is_json or request.mimetype in types):
+        raise ApiError(415, "unsupported_media_type", f"send JSON (Content-Type: {' or '.join(types)})")
     # Parsed here, not by request.get_json: that one lets a deeply nested body raise RecursionError (a 500).
     try:
         raw = request.get_data(cache=True)

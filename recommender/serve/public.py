@@ -2,6 +2,8 @@
 the cors_origins."""
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from flask import (
@@ -14,9 +16,11 @@ from flask import (
 )
 
 from ..embed.signals import RawText
-from ..engine import UnknownArticle, UnknownPlacement
+from ..engine import UnknownArticle
+from ..feedback.rids import seed_of
 from ..ingest.corpus import article_from_json
 from ..payloads import related_json
+from ..rank.placements import Arm
 from ..rank.ranking import Related as RankedList
 from . import current
 from .answers import Related
@@ -24,37 +28,40 @@ from .block import block, heading
 from .errors import ApiError
 from .models import Draft, RelatedQuery
 from .operations import operation
+from .tracking import base_url, stamped
 
 public = Blueprint("public", __name__)
 
 
 @public.get("/v1/articles/<article_id>/related")
 @operation("Related stories of an indexed article (never the article itself)", query=RelatedQuery,
-           answers={200: (Related, "related stories; with ETag and Cache-Control (max-age ends before the next "
-                                   "scheduled story is published)"),
+           answers={200: (Related, "related stories with the answer's rid and each item's click_url; with ETag "
+                                   "and Cache-Control (max-age ends before the next scheduled story is published)"),
                     304: (None, "not modified (If-None-Match matched the ETag)")},
            errors=(400, 404, 422, 503))
 def related_by_id(article_id: str, query: RelatedQuery) -> Any:
     """The related list of an indexed article, cacheable until the index or the schedule changes it."""
-    engine = current.engine()
-    answer = {**related_json(engine, article_id, _related(article_id, query)), **heading(engine, article_id)}
-    return _cacheable(jsonify(answer))
+    answer, _ = _answer(article_id, query)
+    return _cacheable(jsonify(answer), answer)
 
 
 @public.get("/v1/articles/<article_id>/related.html")
 @operation("The same related stories as an HTML fragment to include in a page (server-side includes, edge "
            "includes, server rendering): a heading in the article's language, a list with pictures, titles, "
-           "teasers, sections and links; style it with related.css", query=RelatedQuery,
+           "teasers, sections and links (through the click link, which counts the click); style it with "
+           "related.css", query=RelatedQuery,
            answers={200: ("text/html", "the fragment (empty when no story passes); ETag and Cache-Control as "
                                        "for the JSON list"),
                     304: (None, "not modified (If-None-Match matched the ETag)")},
            errors=(400, 404, 422, 503))
 def related_block(article_id: str, query: RelatedQuery) -> Any:
     """The related list of an indexed article as the reader's block, rendered on the server."""
-    engine = current.engine()
-    related = _related(article_id, query)
-    html = render_template("related_block.html", **block(engine, article_id, related))
-    return _cacheable(Response(html, content_type="text/html; charset=utf-8"))
+    answer, related = _answer(article_id, query)
+    values = block(current.engine(), article_id, related)
+    for item, listed in zip(values["items"], answer["items"]):
+        item["link"] = listed["click_url"] if item["link"] else None  # a story without a web address: no link
+    html = render_template("related_block.html", **values)
+    return _cacheable(Response(html, content_type="text/html; charset=utf-8"), answer)
 
 
 @public.get("/related.css")
@@ -67,22 +74,38 @@ def related_css() -> Any:
     return response
 
 
-def _related(article_id: str, query: RelatedQuery) -> RankedList:
-    """The ranked list a related request asks for; unknown articles and placements as API errors."""
+def _answer(article_id: str, query: RelatedQuery) -> tuple[dict[str, Any], RankedList]:
+    """The JSON answer of a related request (with a new rid, the A/B arm it draws, click links) and its list."""
+    engine = current.engine()
+    rid = current.tracking().rids.draw(article_id, query.placement)
+    arm = _arm(query.placement, rid)
     try:
-        return current.engine().related(article_id, query.k, query.filters(), query.placement, query.options())
+        related = engine.related(article_id, query.k, query.filters(), query.placement, query.options(), arm)
     except UnknownArticle as exc:
         raise ApiError(404, "unknown_article", str(exc)) from None
-    except UnknownPlacement as exc:
-        raise ApiError(400, "unknown_placement", str(exc)) from None
+    answer = {**related_json(engine, article_id, related), **heading(engine, article_id)}
+    return stamped(answer, rid, query.placement, arm, base_url(current.settings())), related
 
 
-def _cacheable(response: Response) -> Response:
-    """response with an ETag of its body and a public cache lifetime that ends before the next scheduled
-    story is published (it may belong in this list from then on); 304 for a matching If-None-Match."""
+def _arm(placement: str | None, rid: str) -> Arm | None:
+    """The A/B arm of the placement this rid draws; 400 unknown_placement for a name not configured."""
+    engine = current.engine()
+    if placement is not None and placement not in engine.placements:
+        raise ApiError(400, "unknown_placement",
+                       f"unknown placement {placement!r} (known: {', '.join(sorted(engine.placements))})")
+    return engine.arm_for(placement, seed_of(rid))
+
+
+def _cacheable(response: Response, answer: dict[str, Any]) -> Response:
+    """response with an ETag of answer's list and a public cache lifetime that ends before the next scheduled
+    story is published (it may belong in this list from then on); 304 for a matching If-None-Match.
+
+    The ETag leaves out the rid and the click links, which are new in every answer: a client holding the same
+    list keeps it (with its rid, still valid), and another arm's list is another ETag."""
     response.cache_control.public = True
     response.cache_control.max_age = current.engine().cache_seconds(current.settings().cache_max_age)
-    response.add_etag()
+    listed = {**answer, "rid": None, "items": [{**item, "click_url": None} for item in answer["items"]]}
+    response.set_etag(hashlib.sha1(json.dumps(listed, sort_keys=True, default=str).encode()).hexdigest())
     return response.make_conditional(request)
 
 
@@ -98,9 +121,9 @@ def related_by_text(body: Draft) -> Any:
         raise ApiError(422, "invalid_article", str(exc)) from None
     engine = current.engine()
     now = draft.published_at if "published_at" in body.model_fields_set else None
-    try:
-        related = engine.related_to_text(RawText(body.title, body.body, body.teaser), body.k, body.filters.filters(),
-                                         now=now, placement=body.placement, request=body.options())
-    except UnknownPlacement as exc:
-        raise ApiError(400, "unknown_placement", str(exc)) from None
-    return jsonify({**related_json(engine, None, related), **heading(engine, None, draft.lang)})
+    rid = current.tracking().rids.draw(None, body.placement)
+    arm = _arm(body.placement, rid)
+    related = engine.related_to_text(RawText(body.title, body.body, body.teaser), body.k, body.filters.filters(),
+                                     now=now, placement=body.placement, request=body.options(), arm=arm)
+    answer = {**related_json(engine, None, related), **heading(engine, None, draft.lang)}
+    return jsonify(stamped(answer, rid, body.placement, arm, base_url(current.settings())))

@@ -56,7 +56,10 @@ def test_a_list_of_linked_stories_with_pictures_that_keep_their_place(client):
     pictures = [attrs for attrs in page.all("img") if attrs["src"] == "https://bilder.example/kursk.jpg"]
     assert pictures == [{"class": "rs-image", "src": "https://bilder.example/kursk.jpg", "alt": "Soldaten",
                          "width": "1200", "height": "675", "loading": "lazy", "decoding": "async"}]
-    assert "https://www.tagesblick.example/kursk-bild" in [a["href"] for a in page.all("a")]
+    # Each link goes through the click link, which counts the click and sends the reader on to the story.
+    links = {client.get(a["href"]).headers["Location"]: a["href"] for a in page.all("a")}
+    assert "https://www.tagesblick.example/kursk-bild" in links
+    assert links["https://www.tagesblick.example/kursk-bild"].startswith("http://localhost/v1/r/")
 
 
 def test_hostile_texts_render_as_text_and_a_script_address_is_no_link(client):

@@ -265,7 +265,8 @@ def test_backup_state_copies_consistently_while_open(client, app_settings, tmp_p
     assert ran.exit_code == 0 and "editorial.sqlite" in ran.output
     restored = EditorialStore(tmp_path / "backup" / "editorial.sqlite")  # passes the start-up checks
     assert "a2" in restored.rules().taken_down
-    assert [p.name for p in backup_state(app_settings.state_dir, tmp_path / "b2")] == ["editorial.sqlite", "live.sqlite"]
+    assert [p.name for p in backup_state(app_settings.state_dir, tmp_path / "b2")] == ["editorial.sqlite", "live.sqlite",
+                                                                                     "events.sqlite"]
 
 
 def test_what_every_encoder_reads_is_bounded_whatever_the_article_holds():

@@ -38,6 +38,7 @@ $("token-form").addEventListener("submit", (event) => {
   sessionStorage.setItem("recommender-token", token);
   $("token").value = "";
   status(token ? "Token übernommen." : "Kein Token.");
+  if (token) loadClicks();
 });
 
 $("search-form").addEventListener("submit", async (event) => {
@@ -142,3 +143,42 @@ async function load(id) {
     status("");
   } catch (error) { status(error.message); }
 }
+
+// Readers' clicks per placement (GET /v1/stats/clicks): each A/B arm's rate with its interval, positions, days.
+function percent(value) { return value === null ? "–" : (100 * value).toFixed(1).replace(".", ",") + " %"; }
+function row(cells, header) {
+  const tr = el("tr");
+  for (const cell of cells) tr.append(el(header ? "th" : "td", cell));
+  return tr;
+}
+function table(caption, head, rows) {
+  const node = el("table", undefined, "figures");
+  node.append(el("caption", caption), row(head, true));
+  for (const cells of rows) node.append(row(cells));
+  return node;
+}
+function placementFigures(p) {
+  const box = el("div", undefined, "placement");
+  box.dataset.placement = p.placement;
+  box.append(el("h3", (p.placement || "(ohne Platzierung)") + ": " + p.impressions + " Impressionen, " + p.clicks +
+                " Klicks, CTR " + percent(p.ctr)));
+  box.append(table("A/B-Arme", ["Arm", "Profil", "Impressionen", "Klicks", "CTR", "95 %-Intervall", "Vergleich"],
+    p.arms.map((a) => [a.arm || "(einer)", a.profile, a.impressions, a.clicks, percent(a.ctr),
+                       percent(a.ctr_low) + " – " + percent(a.ctr_high), a.verdict])));
+  if (p.note) box.append(el("p", p.note, "meta note"));
+  box.append(table("Nach Position", ["Position", "Impressionen", "Klicks", "CTR"],
+    p.positions.map((r) => [r.position, r.impressions, r.clicks, percent(r.ctr)])));
+  box.append(table("Nach Tag (UTC)", ["Tag", "Impressionen", "Klicks", "CTR"],
+    p.days.map((r) => [r.day, r.impressions, r.clicks, percent(r.ctr)])));
+  return box;
+}
+async function loadClicks() {
+  try {
+    const days = Math.min(366, Math.max(1, Number($("clicks-days").value) || 30));
+    const data = await api("GET", "/v1/stats/clicks?days=" + days);
+    const target = $("clicks-figures");
+    target.replaceChildren(...data.placements.map(placementFigures));
+    if (!data.placements.length) target.append(el("p", "Noch keine Ereignisse seit " + data.since + ".", "meta"));
+  } catch (error) { status(error.message); }
+}
+$("clicks-form").addEventListener("submit", (event) => { event.preventDefault(); loadClicks(); });
