@@ -1,5 +1,6 @@
 """Reader events: impressions and clicks sent by the widget (POST /v1/events), clicks through the block's links
-(GET /v1/r/<rid>/<position>, a redirect to the story), and their figures for the editors (GET /v1/stats/clicks).
+(GET /v1/r/<rid>/<position>, a redirect to the story), impressions of the block without script (GET /v1/i/<rid>,
+a lazy-loaded pixel), and their figures for the editors (GET /v1/stats/clicks).
 
 Nothing about a reader is kept: no cookie is set or read, no address is stored (the rate limit counts addresses
 in memory only), and events become counts per day, placement, arm, profile and position (feedback.events).
@@ -9,7 +10,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, redirect, request
+from flask import Blueprint, Response, current_app, jsonify, redirect, request
 
 from ..db import StateUnavailable
 from ..feedback import Click, Impression, click_figures
@@ -19,7 +20,7 @@ from . import current
 from .answers import Accepted, ClickFigures
 from .block import web_address
 from .errors import ApiError
-from .models import ClickPath, ClickQuery, ClickStatsQuery, Events
+from .models import ClickPath, ClickQuery, ClickStatsQuery, Events, RidPath, SeenQuery
 from .operations import JSON, operation
 
 events = Blueprint("events", __name__)
@@ -91,6 +92,30 @@ def follow_click(rid: str, position: str, query: ClickQuery) -> Any:
     response = redirect(target, 302)
     response.headers["Cache-Control"] = "no-store"  # every click must reach us to be counted
     return response
+
+
+# A transparent GIF of one pixel: the smallest answer an <img> accepts.
+PIXEL = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
+
+
+@events.get("/v1/i/<rid>")
+@operation("An impression of the HTML block without script: its lazy-loaded one-pixel picture, fetched when the "
+           "block comes near the reader's view, counts the block as seen (rate-limited like POST /v1/events)",
+           path=RidPath, query=SeenQuery, answers={200: ("image/gif", "a transparent pixel")},
+           errors=(400, 404, 422, 429))
+def block_seen(rid: str, query: SeenQuery) -> Any:
+    """Count the impression of a server-rendered block (when its rid is genuine) and answer a pixel."""
+    tracking = current.tracking()
+    if tracking.store is not None and request.method == "GET" and tracking.rids.genuine(rid, query.article,
+                                                                                         query.placement):
+        placement, arm, profile = _counted(query.placement, rid)
+        seen = Impression(placement, arm, profile, query.shown)
+        try:
+            tracking.store.record([seen])
+            current.metrics().reader_events([seen])
+        except StateUnavailable as exc:  # the page shows the pixel all the same; only the count is lost
+            current_app.logger.error("impression not counted: %s", exc)
+    return Response(PIXEL, content_type="image/gif", headers={"Cache-Control": "no-store"})
 
 
 @events.get("/v1/stats/clicks")

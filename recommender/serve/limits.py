@@ -36,9 +36,10 @@ def limit_rates(app: Flask, limits: dict[str, tuple[str, Blueprint]]) -> None:
     @limiter.request_filter
     def reads_are_not_limited() -> bool:
         # The extension checks every request before its view runs; reads are the hot path and never limited.
+        # The block's impression pixel is a GET that writes: it counts against the event limit.
         from flask import request
 
-        return request.method in ("GET", "HEAD", "OPTIONS")
+        return request.method in ("GET", "HEAD", "OPTIONS") and request.endpoint != "events.block_seen"
 
     for name, (limit, blueprint) in given.items():
         limiter.shared_limit(limit, scope=name)(blueprint)

@@ -367,6 +367,23 @@ class ClickQuery(BaseModel):
                          Refusal(404, "unknown_link", "not a click link of this service")] = None
 
 
+class RidPath(BaseModel):
+    """GET /v1/i/<rid>: the rid of the block seen."""
+
+    rid: Annotated[str, Field(max_length=24, pattern="^[A-Za-z0-9_-]{24}$"),
+                   Refusal(404, "unknown_link", "not an impression link of this service")]
+
+
+class SeenQuery(BaseModel):
+    """The impression link's query string: the block's article, placement and number of items."""
+
+    article: Annotated[str | None, Field(max_length=limits.MAX_ID_CHARS),
+                       Refusal(404, "unknown_link", "not an impression link of this service")] = None
+    placement: Annotated[str | None, Field(max_length=50),
+                         Refusal(404, "unknown_link", "not an impression link of this service")] = None
+    shown: Annotated[int, Count()]
+
+
 class ClickStatsQuery(BaseModel):
     """GET /v1/stats/clicks: how many days back (today included)."""
 

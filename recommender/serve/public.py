@@ -28,7 +28,7 @@ from .block import block, heading
 from .errors import ApiError
 from .models import Draft, RelatedQuery
 from .operations import operation
-from .tracking import base_url, stamped
+from .tracking import base_url, seen_url, stamped
 
 public = Blueprint("public", __name__)
 
@@ -60,7 +60,8 @@ def related_block(article_id: str, query: RelatedQuery) -> Any:
     values = block(current.engine(), article_id, related)
     for item, listed in zip(values["items"], answer["items"]):
         item["link"] = listed["click_url"] if item["link"] else None  # a story without a web address: no link
-    html = render_template("related_block.html", **values)
+    seen = seen_url(base_url(current.settings()), answer["rid"], article_id, query.placement, len(values["items"]))
+    html = render_template("related_block.html", **values, seen_url=seen)
     return _cacheable(Response(html, content_type="text/html; charset=utf-8"), answer)
 
 

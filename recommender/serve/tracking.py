@@ -45,6 +45,13 @@ def click_url(base: str, rid: str, position: int, item_id: str, article_id: str 
     return f"{base}/v1/r/{rid}/{position}?{urlencode(query)}"
 
 
+def seen_url(base: str, rid: str, article_id: str | None, placement: str | None, shown: int) -> str:
+    """The impression link of a server-rendered block of `shown` items (its lazy-loaded pixel)."""
+    query = {**({"article": article_id} if article_id else {}), **({"placement": placement} if placement else {}),
+             "shown": shown}
+    return f"{base}/v1/i/{rid}?{urlencode(query)}"
+
+
 def stamped(answer: dict[str, Any], rid: str, placement: str | None, arm: Arm | None, base: str) -> dict[str, Any]:
     """answer (related_json's) with its rid, placement and arm, and a click_url on every item."""
     items = [{**item, "click_url": click_url(base, rid, position, item["id"], answer["article_id"], placement)}

@@ -2,6 +2,7 @@
 genuine rids), the redirect that never leads elsewhere, A/B arms, the figures for editors, and no personal data."""
 import dataclasses
 import random
+import re
 import sqlite3
 
 import pytest
@@ -210,3 +211,19 @@ def test_arms_with_a_profile_the_index_cannot_rank_by_stop_the_start(app_setting
                           ({"a": {}, "b": {"k": 0}}, "k must be"), ({"a": {}, "B!": {}}, "lower-case")):
         with pytest.raises(ConfigError, match=message):
             Recommender.open(app_settings.replace(placements={"sidebar": {"arms": arms}}))
+
+
+def test_the_html_block_counts_its_impression_through_a_lazy_pixel(client, make_app):
+    html = client.get(f"/v1/articles/{ARTICLE}/related.html", query_string={"placement": "sidebar"}).get_data(True)
+    pixel = re.search(r'<img class="rs-seen" src="([^"]+)" alt="" width="1" height="1" loading="lazy"', html)
+    url = pixel.group(1).replace("&amp;", "&")
+    assert url.startswith("http://localhost/v1/i/") and "shown=3" in url and "placement=sidebar" in url
+    assert client.head(url).status_code == 200 and stats(client, "sidebar") is None
+    seen = client.get(url)
+    assert seen.status_code == 200 and seen.content_type == "image/gif" and seen.headers["Cache-Control"] == "no-store"
+    assert stats(client, "sidebar")["impressions"] == 1
+    assert client.get(url.replace("placement=sidebar", "placement=archive")).status_code == 200  # not genuine
+    assert stats(client, "sidebar")["impressions"] == 1 and stats(client, "archive") is None
+    assert client.get("/v1/i/short?shown=1").status_code == 404
+    limited = make_app(event_rate_limit="1/minute").test_client()
+    assert [limited.get(url).status_code for _ in range(2)] == [200, 429]
