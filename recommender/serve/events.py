@@ -75,8 +75,10 @@ def follow_click(rid: str, position: str, query: ClickQuery) -> Any:
     snapshot, rules = engine.snapshot, engine.rules()
     row = snapshot.row_of.get(query.item)
     target = snapshot.articles[row].get("url") or "" if row is not None else ""
-    # Only an indexed, served story's own web address: a link can never send a reader anywhere else.
-    if row is None or query.item in rules.taken_down or not web_address(target):
+    # Only an indexed, served story's own web address: a link can never send a reader anywhere else, nor reveal
+    # the address of a story scheduled for later.
+    if row is None or query.item in rules.taken_down or not web_address(target) \
+            or float(snapshot.published_at[row]) > engine.clock():
         raise ApiError(404, "unknown_link", "this link leads to no story of the index")
     genuine = place <= current.settings().max_k and current.tracking().rids.genuine(rid, query.article,
                                                                                           query.placement)

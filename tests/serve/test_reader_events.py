@@ -4,6 +4,7 @@ import dataclasses
 import random
 import re
 import sqlite3
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from conftest import API_TOKEN
@@ -113,6 +114,18 @@ def test_a_click_link_counts_and_redirects_to_the_story_only(client):
     assert client.get(f"/v1/r/short/1?item={item['id']}").status_code == 404
     assert client.delete(f"/v1/articles/{item['id']}", headers=AUTH).status_code == 200
     assert client.get(item["click_url"]).status_code == 404  # taken down: nobody is sent there any more
+
+
+def test_a_scheduled_story_has_no_redirect_before_it_is_published(client, engine):
+    later = datetime.now(timezone.utc) + timedelta(days=100)
+    scheduled = {"title": "Kursk Truppen morgen", "body": "Nordkoreanische Soldaten im Gebiet Kursk an der Front.",
+                 "lang": "de", "published_at": later.isoformat(), "url": "https://news.example/later"}
+    assert client.put("/v1/articles/kursk-later", headers=AUTH, json=scheduled).status_code == 201
+    rid = related(client)["rid"]
+    link = f"/v1/r/{rid}/1?item=kursk-later&article={ARTICLE}"
+    assert client.get(link).status_code == 404  # the address of an embargoed story is not given away
+    engine.clock = lambda: later.timestamp() + 1  # published by then
+    assert client.get(link).headers["Location"] == "https://news.example/later"
 
 
 def test_a_story_without_a_web_address_has_no_redirect(client):
