@@ -1,8 +1,7 @@
 """The server-rendered block: a fragment a page includes as it is, in the article's language, with pictures that
 keep their place, every text escaped, no script, cacheable like the JSON list."""
-from html.parser import HTMLParser
-
 from conftest import API_TOKEN
+from markup import Elements
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 HOSTILE = {"title": "<script>alert('x')</script> \"Zitat\" & <b>fett</b>", "lang": "de", "section": "Politik<i>",
@@ -11,25 +10,6 @@ HOSTILE = {"title": "<script>alert('x')</script> \"Zitat\" & <b>fett</b>", "lang
            "published_at": "2024-10-31T08:00:00+01:00",
            "image": {"url": "https://bilder.example/kursk.jpg", "alt": "\"><script>alert(2)</script>",
                      "width": 1200, "height": 675}}
-
-
-class Elements(HTMLParser):
-    """The start tags of a fragment with their attributes, and its text."""
-
-    def __init__(self, html: str) -> None:
-        super().__init__()
-        self.tags: list[tuple[str, dict]] = []
-        self.text: list[str] = []
-        self.feed(html)
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-    def all(self, tag):
-        return [attrs for name, attrs in self.tags if name == tag]
 
 
 def fragment(client, article_id, **query):
