@@ -14,14 +14,13 @@ from flask import (
 )
 
 from ..embed.signals import RawText
-from ..engine import UnknownArticle, UnknownPlacement
 from ..ingest.corpus import article_from_json
 from ..payloads import related_json
 from ..rank.ranking import Related as RankedList
 from . import current
 from .answers import Related
 from .block import block, heading
-from .errors import ApiError
+from .errors import ApiError, reader_errors
 from .models import Draft, RelatedQuery
 from .operations import operation
 
@@ -69,12 +68,8 @@ def related_css() -> Any:
 
 def _related(article_id: str, query: RelatedQuery) -> RankedList:
     """The ranked list a related request asks for; unknown articles and placements as API errors."""
-    try:
+    with reader_errors():
         return current.engine().related(article_id, query.k, query.filters(), query.placement, query.options())
-    except UnknownArticle as exc:
-        raise ApiError(404, "unknown_article", str(exc)) from None
-    except UnknownPlacement as exc:
-        raise ApiError(400, "unknown_placement", str(exc)) from None
 
 
 def _cacheable(response: Response) -> Response:
@@ -98,9 +93,7 @@ def related_by_text(body: Draft) -> Any:
         raise ApiError(422, "invalid_article", str(exc)) from None
     engine = current.engine()
     now = draft.published_at if "published_at" in body.model_fields_set else None
-    try:
+    with reader_errors():
         related = engine.related_to_text(RawText(body.title, body.body, body.teaser), body.k, body.filters.filters(),
                                          now=now, placement=body.placement, request=body.options())
-    except UnknownPlacement as exc:
-        raise ApiError(400, "unknown_placement", str(exc)) from None
     return jsonify({**related_json(engine, None, related), **heading(engine, None, draft.lang)})
