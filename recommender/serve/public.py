@@ -61,7 +61,21 @@ def related_block(article_id: str, query: RelatedQuery) -> Any:
            answers={200: ("text/css", "CSS")})
 def related_css() -> Any:
     """The block's stylesheet, cacheable for a day."""
-    response = send_from_directory(public.root_path + "/static", "related.css", max_age=86400)
+    return _public_file("related.css", 86400)
+
+
+@public.get("/widget.js")
+@operation("The <related-stories> element: a script a publisher's page loads to show the block (it fetches the "
+           "JSON list when the element comes near the screen; see the README for the snippet)",
+           answers={200: ("application/javascript", "JavaScript, public, cacheable for an hour")})
+def widget_js() -> Any:
+    """The widget's script; an hour in caches, so a fix reaches readers the same day."""
+    return _public_file("widget.js", 3600, "application/javascript")
+
+
+def _public_file(name: str, max_age: int, mimetype: str | None = None) -> Response:
+    """A file of static/ that every cache may keep for max_age seconds (ETag and Last-Modified for revalidation)."""
+    response = send_from_directory(public.root_path + "/static", name, max_age=max_age, mimetype=mimetype)
     response.cache_control.public = True
     return response
 
