@@ -1,7 +1,12 @@
 """The server-rendered block: a fragment a page includes as it is, in the article's language, with pictures that
 keep their place, every text escaped, no script, cacheable like the JSON list."""
+from types import SimpleNamespace
+
 from conftest import API_TOKEN
 from markup import Elements
+
+from recommender.rank.ranking import Related, Suggestion
+from recommender.serve.block import block
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 HOSTILE = {"title": "<script>alert('x')</script> \"Zitat\" & <b>fett</b>", "lang": "de", "section": "Politik<i>",
@@ -82,3 +87,15 @@ def test_the_demo_page_shows_an_article_with_its_block_and_runs_nothing(client):
     assert stylesheets == {"/related.css", "/static/demo.css"}
     assert client.get("/static/demo.css").status_code == 200
     assert client.get("/demo/articles/no-such-article/no-script").status_code == 404
+
+
+def test_a_picture_is_shown_only_from_a_web_address_whatever_the_index_holds():
+    # The corpus reader refuses such addresses; an index written by other code must not bring them to a page.
+    pictures = ["https://bilder.example/a.jpg", "javascript:alert(1)", "data:image/png;base64,iVBORw0KGgo=",
+                " JAVASCRIPT:alert(1)", "/relative.png"]
+    articles = [{"title": f"T{i}", "teaser": "", "section": "", "url": "https://example.test/a",
+                 "image": {"url": url, "alt": "", "width": None, "height": None}} for i, url in enumerate(pictures)]
+    engine = SimpleNamespace(snapshot=SimpleNamespace(articles=articles, row_of={}))
+    related = Related([Suggestion(f"a{i}", i, 1.0, 1.0, 1.0, {}) for i in range(len(pictures))], len(pictures))
+    shown = [item["image"] and item["image"]["url"] for item in block(engine, None, related, "de")["items"]]
+    assert shown == ["https://bilder.example/a.jpg", None, None, None, None]
