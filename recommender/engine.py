@@ -237,14 +237,26 @@ class Recommender:
             now=now,
         )
 
+    def check_placement(self, placement: str | None) -> None:
+        """UnknownPlacement for a placement name the configuration does not define (None names none)."""
+        if placement is not None and placement not in self.placements:
+            raise UnknownPlacement(f"unknown placement {placement!r} (known: {', '.join(sorted(self.placements))})")
+
+    def article(self, article_id: str) -> dict[str, Any]:
+        """The served metadata of an article readers may see; UnknownArticle when it is not served or taken down."""
+        snapshot = self.snapshot
+        row = snapshot.row_of.get(article_id)
+        if row is None or article_id in self.rules().taken_down:
+            raise UnknownArticle(article_id)
+        return snapshot.articles[row]
+
     def ranking(self, k: int | None, filters: Filters, placement: str | None, request: Options,
                 reference_time: float | None, now: datetime | None = None,
                 arm: Arm | None = None) -> tuple[RankOptions, Filters]:
         """The ranking options and filters of one request: the settings, then the placement's options, then
         its A/B arm's, then the request's own (each wins over the one before); UnknownPlacement for a name not
         configured."""
-        if placement is not None and placement not in self.placements:
-            raise UnknownPlacement(f"unknown placement {placement!r} (known: {', '.join(sorted(self.placements))})")
+        self.check_placement(placement)
         configured = self.placements[placement] if placement is not None else Options()
         chosen = request.over(arm.options.over(configured) if arm is not None else configured)
         settings = self.settings

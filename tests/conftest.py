@@ -148,6 +148,16 @@ def client(app):
     return app.test_client()
 
 
+@pytest.fixture
+def browser():
+    """A headless Chromium (tests/browsers.py), closed after the test; skip the test with browsers.needs_chromium."""
+    from browsers import chromium
+
+    driver = chromium()
+    yield driver
+    driver.quit()
+
+
 @dataclasses.dataclass
 class Ran:
     """What one command line run did."""

@@ -9,7 +9,7 @@ from flask import Flask, Response, g, request
 from ..config import Settings, load_settings
 from ..engine import Recommender
 from . import current, errors, limits
-from .demo import DEMO_CSP, demo
+from .demo import DEMO_CSP, WIDGET_DEMO_CSP, demo
 from .editor import editor
 from .events import events
 from .limits import limit_rates
@@ -25,7 +25,8 @@ API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
 PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
             "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
 # The pages a browser shows, and what each may load (every other answer: API_CSP).
-PAGES = {"editor.editor_page": PAGE_CSP, "demo.demo_article": DEMO_CSP}
+PAGES = {"editor.editor_page": PAGE_CSP, "demo.demo_article": WIDGET_DEMO_CSP,
+         "demo.demo_article_no_script": DEMO_CSP}
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
                     "Referrer-Policy": "no-referrer"}
 

@@ -10,7 +10,9 @@ from ..rank.ranking import Related
 
 # The block's heading in the article's language; other languages get the English one.
 HEADINGS = {"de": "Das könnte Sie auch interessieren", "en": "You might also like"}
-# A story's address becomes a link only when it is a web address: a javascript: or data: url is never one.
+# A story's address becomes a link, and a picture's is shown, only when it is a web address: a javascript: or
+# data: url is never one. The corpus reader refuses other picture addresses already; the rule here is the
+# widget's too (widget.js), so both renderers show the same block whatever an index holds.
 _WEB_ADDRESS = re.compile(r"https?://[^\s\x00-\x1f\x7f\"'<>\\]+", re.IGNORECASE)
 
 
@@ -35,8 +37,9 @@ def block(engine: Recommender, article_id: str | None, related: Related, lang: s
     items = []
     for suggestion in related.suggestions:
         meta = snapshot.articles[suggestion.row]
-        url = meta.get("url") or ""
+        url, image = meta.get("url") or "", meta.get("image")
         items.append({"title": meta["title"], "teaser": meta["teaser"], "section": meta["section"],
-                      "link": url if web_address(url) else None, "image": meta.get("image"),
+                      "link": url if web_address(url) else None,
+                      "image": image if image and web_address(image["url"]) else None,
                       "relation": suggestion.relation})
     return {**heading(engine, article_id, lang), "items": items}

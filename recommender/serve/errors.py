@@ -1,12 +1,14 @@
 """Every error the API answers, always as JSON {"error": code, "message": text} with its HTTP status."""
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..db import StateUnavailable
+from ..engine import UnknownArticle, UnknownPlacement
 from . import current
 from .limits import retry_after_seconds
 
@@ -27,6 +29,17 @@ def bad_parameter(message: str) -> ApiError:
 def too_long(name: str, limit: int, unit: str = "characters") -> ApiError:
     """422 too_long: a field over its bound (limits.py), refused before anything spends time on it."""
     return ApiError(422, "too_long", f"{name} is longer than {limit:,} {unit}")
+
+
+@contextmanager
+def reader_errors() -> Iterator[None]:
+    """An unknown article (404 unknown_article) or placement (400 unknown_placement) of a reader's request."""
+    try:
+        yield
+    except UnknownArticle as exc:
+        raise ApiError(404, "unknown_article", str(exc)) from None
+    except UnknownPlacement as exc:
+        raise ApiError(400, "unknown_placement", str(exc)) from None
 
 
 def init_app(app: Flask) -> None:

@@ -126,6 +126,13 @@ class RelatedQuery(_Filtering, _Ranking):
     exclude: Exclude = []
 
 
+class WidgetQuery(BaseModel):
+    """The query string of the widget's demo page: what its <related-stories> element asks for."""
+
+    placement: PlacementName = None
+    k: K = Field(None, validate_default=True)
+
+
 class JsonFilters(_Filtering):
     """A draft's `filters`: the related list's query-string filters as a JSON object."""
 

@@ -16,7 +16,6 @@ from flask import (
 )
 
 from ..embed.signals import RawText
-from ..engine import UnknownArticle
 from ..feedback.rids import seed_of
 from ..ingest.corpus import article_from_json
 from ..payloads import related_json
@@ -25,7 +24,7 @@ from ..rank.ranking import Related as RankedList
 from . import current
 from .answers import Related
 from .block import block, heading
-from .errors import ApiError
+from .errors import ApiError, reader_errors
 from .models import Draft, RelatedQuery
 from .operations import operation
 from .tracking import base_url, seen_url, stamped
@@ -56,13 +55,20 @@ def related_by_id(article_id: str, query: RelatedQuery) -> Any:
            errors=(400, 404, 422, 503))
 def related_block(article_id: str, query: RelatedQuery) -> Any:
     """The related list of an indexed article as the reader's block, rendered on the server."""
+    answer, values = block_values(article_id, query)
+    html = render_template("related_block.html", **values)
+    return _cacheable(Response(html, content_type="text/html; charset=utf-8"), answer)
+
+
+def block_values(article_id: str, query: RelatedQuery) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The JSON answer of a related request and the template values of its block: links through the click
+    links, and the impression pixel's address (seen_url)."""
     answer, related = _answer(article_id, query)
     values = block(current.engine(), article_id, related)
     for item, listed in zip(values["items"], answer["items"]):
         item["link"] = listed["click_url"] if item["link"] else None  # a story without a web address: no link
     seen = seen_url(base_url(current.settings()), answer["rid"], article_id, query.placement, len(values["items"]))
-    html = render_template("related_block.html", **values, seen_url=seen)
-    return _cacheable(Response(html, content_type="text/html; charset=utf-8"), answer)
+    return answer, {**values, "seen_url": seen}
 
 
 @public.get("/related.css")
@@ -70,7 +76,21 @@ def related_block(article_id: str, query: RelatedQuery) -> Any:
            answers={200: ("text/css", "CSS")})
 def related_css() -> Any:
     """The block's stylesheet, cacheable for a day."""
-    response = send_from_directory(public.root_path + "/static", "related.css", max_age=86400)
+    return _public_file("related.css", 86400)
+
+
+@public.get("/widget.js")
+@operation("The <related-stories> element: a script a publisher's page loads to show the block (it fetches the "
+           "JSON list when the element comes near the screen; see the README for the snippet)",
+           answers={200: ("application/javascript", "JavaScript, public, cacheable for an hour")})
+def widget_js() -> Any:
+    """The widget's script; an hour in caches, so a fix reaches readers the same day."""
+    return _public_file("widget.js", 3600, "application/javascript")
+
+
+def _public_file(name: str, max_age: int, mimetype: str | None = None) -> Response:
+    """A file of static/ that every cache may keep for max_age seconds (ETag and Last-Modified for revalidation)."""
+    response = send_from_directory(public.root_path + "/static", name, max_age=max_age, mimetype=mimetype)
     response.cache_control.public = True
     return response
 
@@ -79,21 +99,17 @@ def _answer(article_id: str, query: RelatedQuery) -> tuple[dict[str, Any], Ranke
     """The JSON answer of a related request (with a new rid, the A/B arm it draws, click links) and its list."""
     engine = current.engine()
     rid = current.tracking().rids.draw(article_id, query.placement)
-    arm = _arm(query.placement, rid)
-    try:
+    with reader_errors():
+        arm = _arm(query.placement, rid)
         related = engine.related(article_id, query.k, query.filters(), query.placement, query.options(), arm)
-    except UnknownArticle as exc:
-        raise ApiError(404, "unknown_article", str(exc)) from None
     answer = {**related_json(engine, article_id, related), **heading(engine, article_id)}
     return stamped(answer, rid, query.placement, arm, base_url(current.settings())), related
 
 
 def _arm(placement: str | None, rid: str) -> Arm | None:
-    """The A/B arm of the placement this rid draws; 400 unknown_placement for a name not configured."""
+    """The A/B arm of the placement this rid draws; UnknownPlacement for a name not configured."""
     engine = current.engine()
-    if placement is not None and placement not in engine.placements:
-        raise ApiError(400, "unknown_placement",
-                       f"unknown placement {placement!r} (known: {', '.join(sorted(engine.placements))})")
+    engine.check_placement(placement)
     return engine.arm_for(placement, seed_of(rid))
 
 
@@ -123,8 +139,9 @@ def related_by_text(body: Draft) -> Any:
     engine = current.engine()
     now = draft.published_at if "published_at" in body.model_fields_set else None
     rid = current.tracking().rids.draw(None, body.placement)
-    arm = _arm(body.placement, rid)
-    related = engine.related_to_text(RawText(body.title, body.body, body.teaser), body.k, body.filters.filters(),
-                                     now=now, placement=body.placement, request=body.options(), arm=arm)
+    with reader_errors():
+        arm = _arm(body.placement, rid)
+        related = engine.related_to_text(RawText(body.title, body.body, body.teaser), body.k, body.filters.filters(),
+                                         now=now, placement=body.placement, request=body.options(), arm=arm)
     answer = {**related_json(engine, None, related), **heading(engine, None, draft.lang)}
     return jsonify(stamped(answer, rid, body.placement, arm, base_url(current.settings())))

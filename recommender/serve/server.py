@@ -100,7 +100,9 @@ def _announce(app: Any, settings: Settings, base: str, announce: Any) -> None:
     sample = engine.snapshot.articles[0]["id"] if len(engine.snapshot) else "ARTICLE_ID"
     announce(f"serving {len(engine.snapshot)} articles (index {engine.snapshot.version}) with "
              f"{settings.workers} workers on {base}")
-    announce(f"  related links: {base}/v1/articles/{sample}/related   as a reader sees them: {base}/demo/articles/{sample}")
+    announce(f"  related links: {base}/v1/articles/{sample}/related")
+    announce(f"  as a reader sees them: {base}/demo/articles/{sample}   (the <related-stories> widget; "
+             f"rendered on the server, without script: {base}/demo/articles/{sample}/no-script)")
     announce(f"  editors' page: {base}/editor" + ("" if settings.api_token else
                                                   "   (set RECOMMENDER_API_TOKEN to enable editing)"))
     announce(f"  API description: {base}/openapi.json   health: {base}/healthz   metrics: {base}/metrics")

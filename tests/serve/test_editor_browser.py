@@ -3,22 +3,17 @@
 Needs Debian's chromium and chromium-driver (`make test` installs them when it runs as root on Debian).
 """
 import json
-import shutil
 import urllib.request
 
 import pytest
+from browsers import needs_chromium
 from servers import ServerProcess
 
 from recommender.ingest.corpus import FIELD_LIMITS
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 TOKEN = "browser-test-token"
 
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="browser test needs Chromium and ChromeDriver: apt-get install chromium chromium-driver (make test does this as root)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -28,22 +23,6 @@ def server(corpus_index, tmp_path):
            "RECOMMENDER_CACHE_DIR": settings.cache_dir}
     with ServerProcess(index_dir, tmp_path / "server.log", env) as process:
         yield process.wait_ready()
-
-
-@pytest.fixture
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_window_size(1280, 1600)
-    yield driver
-    driver.quit()
 
 
 def test_editor_looks_up_kursk_sees_reasons_and_blocks_a_story(server, browser, stories):
