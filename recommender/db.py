@@ -69,7 +69,7 @@ def _create(path: Path, schema: str) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def connect_state(path: str | Path, schema: str) -> sqlite3.Connection:
+def connect_state(path: str | Path, schema: str, synchronous: str = "FULL") -> sqlite3.Connection:
     """A connection in autocommit mode (callers BEGIN IMMEDIATE themselves), WAL so readers never wait for a
     writer, and synchronous=FULL so a change acknowledged to a client is on disk. A missing file is created
     with the schema; an existing one must pass quick_check and hold the schema, else StateFileError."""
@@ -84,7 +84,7 @@ def connect_state(path: str | Path, schema: str) -> sqlite3.Connection:
         _check(db, path, schema)
         with contextlib.suppress(sqlite3.OperationalError):  # a read-only file: reads still work
             db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
+        db.execute(f"PRAGMA synchronous={'NORMAL' if synchronous == 'NORMAL' else 'FULL'}")
     except BaseException:
         db.close()
         raise

@@ -1,6 +1,10 @@
 """Rids, the event counts file and the click-through figures, without HTTP."""
 import random
+import signal
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +95,20 @@ def test_figures_per_placement_arm_position_and_day(tmp_path):
     assert [a.arm for a in archive.arms] == ["y", "x"] and "not yet significant" in archive.arms[1].verdict
     assert archive.note.startswith("no arm differs significantly")
     assert archive.to_json()["arms"][1]["impressions"] == 20
+
+
+def test_an_acknowledged_batch_survives_the_process_being_killed(tmp_path):
+    path = tmp_path / "events.sqlite"
+    EventStore(path)  # created (and its secret) before the writer starts
+    script = ("import os, signal, sys\n"
+              "from recommender.feedback import EventStore, Impression\n"
+              "store = EventStore(sys.argv[1])\n"
+              "store.record([Impression('sidebar', '', 'default', 3)] * 7, day='2026-12-01')\n"
+              "print('acknowledged', flush=True)\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    ran = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert ran.returncode == -signal.SIGKILL and ran.stdout == "acknowledged\n"
+    assert [(c.kind, c.n) for c in EventStore(path).counts("2026-12-01")] == [("impression", 7)]
+    with sqlite3.connect(path) as db:  # no fsync per batch (WAL, synchronous=NORMAL): see feedback/events.py
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
