@@ -14,7 +14,7 @@ from .config import ConfigError, Settings
 from .embed.cache import EmbeddingCache
 from .embed.signals import RawText, SignalEncoder
 from .embed.vectors import QueryVectors
-from .index.live import LiveStore, live_view
+from .index.live import LiveStore, Stacked, live_view
 from .index.snapshot import (
     IndexProblem,
     Snapshot,
@@ -354,7 +354,10 @@ class Recommender:
         def allowed() -> np.ndarray:
             return allowed_rows(snapshot, filters, options.now or datetime.now(timezone.utc))
 
-        rounds = snapshot.search.rounds(query.dense, self.settings.candidates, len(snapshot), self_row, allowed)
+        # Received articles (rows after the snapshot's own) are searched apart, by their vectors.
+        added = {name: matrix.extra for name, matrix in snapshot.dense.items() if isinstance(matrix, Stacked)}
+        rounds = snapshot.search.rounds(query.dense, self.settings.candidates, len(snapshot), self_row, allowed,
+                                        added or None)
         return rank_rounds(snapshot, profile or self.profile, query, rounds, filters, options, self_row, pins,
                            lambda: self._newest_first(snapshot))
 

@@ -51,12 +51,12 @@ class Recording:
         self.inner, self.drawn, self.allowed = inner, [], []
         self.approximate = inner.approximate
 
-    def rounds(self, query, count, n_rows, row=None, allowed=None):
+    def rounds(self, query, count, n_rows, row=None, allowed=None, added=None):
         def asked():
             self.allowed.append(np.flatnonzero(allowed()))
             return allowed()
 
-        for candidates in self.inner.rounds(query, count, n_rows, row, asked):
+        for candidates in self.inner.rounds(query, count, n_rows, row, asked, added):
             self.drawn.append(candidates)
             yield candidates
 

@@ -67,8 +67,9 @@ class Search(Protocol):
         ...
 
     def rounds(self, query: Queries, count: int, n_rows: int, row: int | None = None,
-               allowed: Allowed | None = None) -> Iterator[np.ndarray | None]:
-        """Candidate rows for one query, in rounds to rank until one leaves enough suggestions (None: all)."""
+               allowed: Allowed | None = None, added: Queries | None = None) -> Iterator[np.ndarray | None]:
+        """Candidate rows for one query, in rounds to rank until one leaves enough suggestions (None: all);
+        added: the dense vectors of the rows after the search's own (articles received since the build)."""
         ...
 
 
@@ -112,8 +113,9 @@ class ExactSearch:
         return cls().build(dense)
 
     def rounds(self, query: Queries, count: int, n_rows: int, row: int | None = None,
-               allowed: Allowed | None = None) -> Iterator[np.ndarray | None]:
-        """One round, None: every row of the snapshot, scanned by the ranking (count, row, allowed unused)."""
+               allowed: Allowed | None = None, added: Queries | None = None) -> Iterator[np.ndarray | None]:
+        """One round, None: every row of the snapshot, scanned by the ranking (count, row, allowed, added
+        unused)."""
         yield None
 
 
@@ -179,7 +181,7 @@ class GraphSearch:
         return search
 
     def rounds(self, query: Queries, count: int, n_rows: int, row: int | None = None,
-               allowed: Allowed | None = None) -> Iterator[np.ndarray | None]:
+               allowed: Allowed | None = None, added: Queries | None = None) -> Iterator[np.ndarray | None]:
         """Candidate rows for one query, each round wider than the one before; stop asking once one is enough.
 
         1. the row's precomputed list when it has one at least count long, else a graph search for count rows
@@ -188,20 +190,36 @@ class GraphSearch:
         3. every row allowed() lets through, when at most exact_fallback_rows (else no third round).
         query : signal name -> (dim,) float32; count : candidates per graph; n_rows : rows of the snapshot
         searched, those from n_rows_ on (live articles) join rounds 1 and 2 (new stories reach the lists of
-        old ones at once); row : the query's own row, if indexed; allowed : bool mask of shape (n_rows,)
-        (default: every row). Rounds are ndarrays of rows, NO_NEIGHBOUR entries to be ignored.
+        old ones at once): with added, their dense vectors per signal, only the count / 5 (at least 10; then
+        WIDEN * count) nearest of them per graph signal, else all; row : the query's own row, if indexed; allowed : bool
+        mask of shape (n_rows,) (default: every row). Rounds are ndarrays of rows, NO_NEIGHBOUR entries to be
+        ignored.
         """
-        unsearched = np.arange(self.n_rows_, n_rows)
         lists = self.lists_
         if row is not None and row < self.n_rows_ and count <= lists.shape[1]:
             found = np.asarray(lists[row])
         else:
             found = self.search(query, count).ravel()
-        yield np.concatenate([found, unsearched])
-        yield np.concatenate([self.search(query, WIDEN * count).ravel(), unsearched])
+        # A received article that belongs in a short list is among the nearest few of them by a score signal;
+        # more would only make every request rank hundreds of them (round 2 widens as for indexed rows).
+        yield np.concatenate([found, _added_rows(self, query, max(10, count // 5), n_rows, added)])
+        yield np.concatenate([self.search(query, WIDEN * count).ravel(),
+                              _added_rows(self, query, WIDEN * count, n_rows, added)])
         rows = np.arange(n_rows) if allowed is None else np.flatnonzero(allowed())
         if rows.size <= self.exact_fallback_rows:
             yield rows
+
+
+def _added_rows(search: GraphSearch, query: Queries, count: int, n_rows: int, added: Queries | None) -> np.ndarray:
+    """Rows from search.n_rows_ to n_rows (received after the build): the count nearest per graph signal when
+    their vectors are given, so hundreds of received articles do not each join every request's ranking."""
+    rows = np.arange(search.n_rows_, n_rows)
+    signals = [name for name in search.signals if added is not None and name in added]
+    if rows.size <= count or not signals:
+        return rows
+    nearest = [_nearest(np.asarray(added[name], dtype=np.float32),
+                        np.atleast_2d(np.asarray(query[name], dtype=np.float32)), count)[0] for name in signals]
+    return search.n_rows_ + np.unique(np.concatenate(nearest))
 
 
 def open_search(directory: Path, manifest: Mapping[str, Any], dense: Mapping[str, np.ndarray],

@@ -16,8 +16,15 @@ from scipy import sparse
 
 def gather(matrix: Any, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The non-zeros of matrix[rows] as (position of the row in rows, column, value) arrays."""
+    if hasattr(matrix, "extra"):  # a snapshot's rows with received articles' after them (index.live.Stacked)
+        rows = np.asarray(rows, dtype=np.int64)
+        in_base = rows < matrix.base.shape[0]
+        parts = [(np.flatnonzero(in_base), gather(matrix.base, rows[in_base])),
+                 (np.flatnonzero(~in_base), gather(matrix.extra, rows[~in_base] - matrix.base.shape[0]))]
+        return tuple(np.concatenate(arrays) for arrays in  # type: ignore[return-value]
+                     zip(*[(at[owner], columns, values) for at, (owner, columns, values) in parts]))
     if not isinstance(matrix, sparse.csr_matrix):
-        matrix, rows = matrix[rows], np.arange(len(rows))  # a stacked view: let it assemble the rows
+        matrix, rows = matrix[rows], np.arange(len(rows))
     rows = np.asarray(rows, dtype=np.int64)
     starts, ends = matrix.indptr[rows], matrix.indptr[rows + 1]
     lengths = (ends - starts).astype(np.int64)

@@ -134,14 +134,15 @@ def dense_similarities(matrix: Any, rows: np.ndarray, vector: np.ndarray) -> np.
     if len(rows) == 0:
         # A round of candidates can be empty (filters that allow no row at all); numkong refuses empty blocks.
         return np.zeros(0, dtype=np.float32)
-    if isinstance(matrix, np.ndarray) and matrix.dtype == np.float16:
+    # A snapshot's own array, or one with received articles' rows after it (index.live.Stacked, same type).
+    block = np.take(matrix.view(np.ndarray), rows, axis=0) if isinstance(matrix, np.ndarray) else matrix[rows]
+    if block.dtype == np.float16:
         import numkong
 
         # numpy widens float16 element by element (~90 us for 100 x 384); numkong's SIMD kernels read
         # float16 directly (~10 us). The query is rounded to float16 like the stored vectors.
-        block = np.take(matrix.view(np.ndarray), rows, axis=0)
         return np.asarray(numkong.inner(block, vector.astype(np.float16)[None, :]), dtype=np.float32).ravel()
-    return np.asarray(np.asarray(matrix[rows], dtype=np.float32) @ vector, dtype=np.float32)
+    return np.asarray(np.asarray(block, dtype=np.float32) @ vector, dtype=np.float32)
 
 
 def freshness(published_at: np.ndarray, now: datetime, half_life_days: float | np.ndarray) -> np.ndarray:

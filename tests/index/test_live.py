@@ -33,6 +33,11 @@ def test_stacked_rows_and_products_match_a_real_concatenation():
     np.testing.assert_allclose(sparse_stacked[rows].toarray(), whole[rows])
     np.testing.assert_allclose(sparse_stacked @ vector, whole @ vector)
     assert sparse_stacked.shape == (7, 3)
+    # A float16 snapshot (as stored) keeps its type: received rows are read as the stored ones would be.
+    half = Stacked(base.astype(np.float16), extra.astype(np.float32))
+    assert half[rows].dtype == np.float16 and half[np.array([1, 3])].dtype == np.float16
+    np.testing.assert_allclose(half[rows], whole[rows].astype(np.float16))
+    np.testing.assert_allclose(half[np.array([6, 5])], whole[[6, 5]].astype(np.float16))
 
 
 def indexed(tmp_path, profile):

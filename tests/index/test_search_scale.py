@@ -125,6 +125,22 @@ def test_an_article_added_after_the_build_reaches_the_lists_of_old_ones(engines)
         graph.snapshot = graph.base
 
 
+def test_among_many_received_articles_the_related_one_still_reaches_old_lists(engines):
+    _, graph, articles, vectors = engines
+    rng = np.random.default_rng(5)
+    others = [(make_article(f"x-{i}", f"Anderes {i}", f"Andere Worte {i}.", days_ago=0, now=NOW),
+               {"use": (v := rng.normal(size=vectors.shape[1]).astype(np.float32)) / np.linalg.norm(v)})
+              for i in range(150)]  # more than a round takes of them: only their nearest join a request
+    fresh = make_article("s5-new", articles[50].title + " Neues", "Ganz neue Worte über Ort5.", days_ago=0, now=NOW)
+    vector = (vectors[50] + vectors[51]) / np.linalg.norm(vectors[50] + vectors[51])
+    graph.snapshot = live_view(graph.base, [*others, (fresh, {"use": vector})], 1, graph.encoder.lexical_rows)
+    try:
+        assert "s5-new" in graph.related(articles[51].id, k=3).ids
+        assert not any(i.startswith("x-") for i in graph.related(articles[51].id, k=3).ids)
+    finally:
+        graph.snapshot = graph.base
+
+
 def test_editors_find_articles_by_id_or_title_words_newest_first(engines):
     _, graph, articles, _ = engines
     assert [m["id"] for m in graph.find("s7-3")] == ["s7-3"]
