@@ -42,6 +42,7 @@ from .rank.ranking import (
     rank_rounds,
 )
 from .rank.selection import Selection
+from .state import store_location
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +150,10 @@ class Recommender:
         expected = profile_fingerprint(profile, encoder.identities())
         snapshot = load_snapshot(index_dir or settings.index_dir, expected=expected,
                                  expansion_search=settings.ann_expansion)
-        state = Path(settings.state_dir) if settings.state_dir else None
-        editorial = EditorialStore(state / "editorial.sqlite") if state else None
-        live = LiveStore(state / "live.sqlite") if state else None
+        editorial_at = store_location(settings.state_dir, settings.state_url, "editorial.sqlite")
+        live_at = store_location(settings.state_dir, settings.state_url, "live.sqlite")
+        editorial = EditorialStore(editorial_at) if editorial_at else None
+        live = LiveStore(live_at) if live_at else None
         return cls(settings, snapshot, profile, encoder, editorial, live,
                    index_dir=Path(index_dir or settings.index_dir))
 
