@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .config import ConfigError, Settings
+from .db import StateUnavailable
 from .embed.cache import EmbeddingCache
 from .embed.signals import RawText, SignalEncoder
 from .embed.vectors import QueryVectors
@@ -99,6 +100,8 @@ class Recommender:
     index_dir: Path | None = None
     _rules: Rules = field(default_factory=Rules)
     _live_version: int = 0
+    _live_read: tuple[int, list[tuple[Article, dict[str, np.ndarray]]]] = (-1, [])  # as the store last answered
+    _state_down: bool = False
     _checked_at: float = 0.0
     _refused: Path | None = None
     _upcoming: tuple[Snapshot, np.ndarray] | None = None
@@ -185,22 +188,45 @@ class Recommender:
     def refresh(self) -> None:
         """Pick up a newly published snapshot (checked at most every reload_interval seconds) and live articles
         another process stored; each costs one cheap read when nothing changed. The served snapshot is
-        replaced by a new object, never changed in place, so a request in flight keeps a consistent one."""
+        replaced by a new object, never changed in place, so a request in flight keeps a consistent one.
+        While the state cannot be read, the live articles read last are served."""
         base_changed = self._reload_published()
-        live_version = self.live.version() if self.live is not None else 0
-        if base_changed or live_version != self._live_version:
-            if self.live is not None:
-                version, articles = self.live.articles()
-                self.snapshot = live_view(self.base, articles, version, self.encoder.lexical_rows)
-                self._live_version = version
-            else:
-                self.snapshot, self._live_version = self.base, live_version
+        if self.live is None:
+            if base_changed or self._live_version == -1:
+                self.snapshot, self._live_version = self.base, 0
+            return
+        try:
+            if self.live.version() != self._live_version:
+                self._live_read = self.live.articles()
+            self._state_back()
+        except StateUnavailable as exc:
+            self._state_lost(exc)
+        version, articles = self._live_read
+        if base_changed or version != self._live_version:
+            self.snapshot = live_view(self.base, articles, version, self.encoder.lexical_rows)
+            self._live_version = version
 
     def rules(self) -> Rules:
-        """The editors' current decisions; re-read only when another process or request changed them."""
-        if self.editorial is not None and self.editorial.version() != self._rules.version:
-            self._rules = self.editorial.rules()  # a new object, swapped in whole
+        """The editors' current decisions; re-read only when another process or request changed them. While
+        they cannot be read (the database is down), the rules read last keep applying."""
+        if self.editorial is not None:
+            try:
+                if self.editorial.version() != self._rules.version:
+                    self._rules = self.editorial.rules()  # a new object, swapped in whole
+                self._state_back()
+            except StateUnavailable as exc:
+                self._state_lost(exc)
         return self._rules
+
+    def _state_lost(self, exc: StateUnavailable) -> None:
+        if not self._state_down:  # once per outage, not once per request
+            log.error("state unavailable, serving the editors' rules and live articles read last: %s", exc)
+            self._state_down = True
+
+    def _state_back(self) -> None:
+        if self._state_down:
+            log.warning("state readable again")
+            self._state_down = False
 
     def put_article(self, article: Article) -> bool:
         """Embed an article and make it searchable at once, durably; True if its id was not served before."""
