@@ -179,7 +179,7 @@ class CommandLine:
 @pytest.fixture
 def runner(app_settings, monkeypatch, capsys) -> CommandLine:
     """The command line, configured by the environment as in production: app_settings' index, profile and state."""
-    for name in ("index_dir", "profile", "cache_dir", "state_dir"):
+    for name in ("index_dir", "profile", "cache_dir", "state_dir", "state_url"):
         monkeypatch.setenv(f"RECOMMENDER_{name.upper()}", str(getattr(app_settings, name)))
     return CommandLine(capsys)
 

@@ -207,3 +207,9 @@ def test_a_restarted_server_is_used_again_without_reopening_the_store(pg_url, po
             assert time.monotonic() < deadline
             time.sleep(0.2)
     assert store.rules().taken_down == {"before", "after"}
+
+
+def test_backup_state_names_pg_dump_when_the_state_is_in_postgresql(runner, monkeypatch, tmp_path):
+    monkeypatch.setenv("RECOMMENDER_STATE_URL", "postgresql://editor:pw@db.example/news")
+    ran = runner.invoke("backup-state", str(tmp_path / "backup"))
+    assert ran.exit_code == 2 and "pg_dump" in ran.stderr and "pw@" not in ran.stderr
