@@ -139,6 +139,7 @@ class SQLiteState:
 
     def __init__(self, path: str | Path, schema: str) -> None:
         self.path, self.schema = Path(path), schema
+        self.database = str(self.path)
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self._db = connect_state(self.path, schema)  # now: a damaged file stops the start, not a request
@@ -154,6 +155,11 @@ class SQLiteState:
         """The first row of one statement (None when there is none)."""
         with self._lock:
             return self.connection().execute(sql, params).fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of one statement."""
+        with self._lock:
+            return self.connection().execute(sql, params).fetchall()
 
     def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         """query(connection) in one read transaction: a consistent view across its SELECTs."""

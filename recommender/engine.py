@@ -43,7 +43,7 @@ from .rank.ranking import (
     rank_rounds,
 )
 from .rank.selection import Selection
-from .state import store_location
+from .state import store_location, versions
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,7 @@ class Recommender:
     _live_version: int = 0
     _live_read: tuple[int, list[tuple[Article, dict[str, np.ndarray]]]] = (-1, [])  # as the store last answered
     _state_down: bool = False
+    _editorial_seen: int | None = None  # the counter the last refresh() read, for the next rules()
     _checked_at: float = 0.0
     _refused: Path | None = None
     _upcoming: tuple[Snapshot, np.ndarray] | None = None
@@ -187,31 +188,34 @@ class Recommender:
 
     def refresh(self) -> None:
         """Pick up a newly published snapshot (checked at most every reload_interval seconds) and live articles
-        another process stored; each costs one cheap read when nothing changed. The served snapshot is
-        replaced by a new object, never changed in place, so a request in flight keeps a consistent one.
-        While the state cannot be read, the live articles read last are served."""
+        another process stored, and read the editors' change counter for the next rules(): one cheap read of
+        both counters when nothing changed. The served snapshot is replaced by a new object, never changed in
+        place, so a request in flight keeps a consistent one. While the state cannot be read, the live
+        articles read last are served."""
         base_changed = self._reload_published()
-        if self.live is None:
-            if base_changed or self._live_version == -1:
-                self.snapshot, self._live_version = self.base, 0
-            return
+        stores = [store for store in (self.editorial, self.live) if store is not None]
         try:
-            if self.live.version() != self._live_version:
+            counters = dict(zip(map(id, stores), versions([store.db for store in stores])))
+            if self.live is not None and counters[id(self.live)] != self._live_version:
                 self._live_read = self.live.articles()
+            self._editorial_seen = counters.get(id(self.editorial))
             self._state_back()
         except StateUnavailable as exc:
             self._state_lost(exc)
-        version, articles = self._live_read
+        version, articles = self._live_read if self.live is not None else (0, [])
         if base_changed or version != self._live_version:
-            self.snapshot = live_view(self.base, articles, version, self.encoder.lexical_rows)
+            self.snapshot = self.base if self.live is None else live_view(self.base, articles, version,
+                                                                          self.encoder.lexical_rows)
             self._live_version = version
 
     def rules(self) -> Rules:
-        """The editors' current decisions; re-read only when another process or request changed them. While
-        they cannot be read (the database is down), the rules read last keep applying."""
+        """The editors' current decisions; re-read only when another process or request changed them (the
+        counter refresh() read serves the next call, later calls read it again). While they cannot be read
+        (the database is down), the rules read last keep applying."""
         if self.editorial is not None:
+            seen, self._editorial_seen = self._editorial_seen, None
             try:
-                if self.editorial.version() != self._rules.version:
+                if (seen if seen is not None else self.editorial.version()) != self._rules.version:
                     self._rules = self.editorial.rules()  # a new object, swapped in whole
                 self._state_back()
             except StateUnavailable as exc:

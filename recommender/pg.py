@@ -168,7 +168,7 @@ class PostgresState:
     """One store's tables in the PostgreSQL database of state_url (the StateDB of state.py)."""
 
     def __init__(self, url: str, name: str, migrations: Sequence[str]) -> None:
-        self.url, self.name = url, name
+        self.url, self.name, self.database = url, name, url
         self.version_key = name  # its row in the shared `state` table
         try:
             migrate(url, name, migrations)  # now: an unreachable or newer database stops the start
@@ -181,6 +181,10 @@ class PostgresState:
     def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """The first row of one statement (None when there is none)."""
         return self._run(lambda conn: conn.execute(_dialect(sql), params).fetchone(), writing=False)
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of one statement."""
+        return self._run(lambda conn: conn.execute(_dialect(sql), params).fetchall(), writing=False)
 
     def read(self, query: Callable[[_Cursor], T]) -> T:
         """query(cursor) in one read-only transaction that sees one snapshot of the database."""

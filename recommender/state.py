@@ -38,9 +38,13 @@ class StateDB(Protocol):
     """One store's tables in a database. Failures to reach or write it raise db.StateUnavailable."""
 
     version_key: str  # the key of the store's change counter in the `state` table
+    database: str  # which database: handles with the same one may be read together (versions())
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """The first row of one statement (None when there is none)."""
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of one statement."""
 
     def read(self, query: Callable[[Any], T]) -> T:
         """query(cursor) in one read transaction: a consistent view across its SELECTs."""
@@ -50,6 +54,21 @@ class StateDB(Protocol):
 
     def close(self) -> None:
         """Give back this process's connections."""
+
+
+def versions(dbs: Sequence[StateDB]) -> list[int]:
+    """The change counter of each store's database, in order: one query for all the stores that share a
+    database (with state_url, every request's check of the editors' and the live counters is one round trip)."""
+    groups: dict[str, list[int]] = {}
+    for position, db in enumerate(dbs):
+        groups.setdefault(db.database, []).append(position)
+    found: dict[int, int] = {}
+    for positions in groups.values():
+        keys = [dbs[p].version_key for p in positions]
+        rows = dict(dbs[positions[0]].all(f"SELECT key, value FROM state WHERE key IN ({', '.join('?' * len(keys))})",
+                                          keys))
+        found.update((p, int(rows[dbs[p].version_key])) for p in positions)
+    return [found[p] for p in range(len(dbs))]
 
 
 def is_database_url(where: str | Path) -> bool:

@@ -100,7 +100,7 @@ def test_a_failed_write_changes_nothing_and_the_store_goes_on(where):
         store._change([("INSERT INTO takedowns VALUES ('lost', 'w', 'y', 'now')", ()), bad], ("w", "x", "a", None,
                                                                                               None, "y"))
     with pytest.raises(ZeroDivisionError):  # not a database error: rolled back and raised as it is
-        store._db.write(lambda db: (db.execute("DELETE FROM takedowns"), 1 / 0))
+        store.db.write(lambda db: (db.execute("DELETE FROM takedowns"), 1 / 0))
     assert store.version() == version and store.audit() == audit
     assert store.rules().taken_down == {"kept"}
     store.take_down("after", who="legal", why="")
@@ -136,7 +136,7 @@ def test_event_counts_and_the_shared_secret(where):
         ("2026-12-02", "", "impression", 3, 3), ("2026-12-02", "b", "click", 2, 1)]
     bad = ("2026-12-03", "sidebar", "", "default", "scroll", 1, 1)  # an unknown kind: the CHECK refuses it
     with pytest.raises(StateUnavailable):
-        store._db.write(lambda db: db.executemany(_UPSERT, [("2026-12-03", "sidebar", "", "default", "click", 1, 1),
+        store.db.write(lambda db: db.executemany(_UPSERT, [("2026-12-03", "sidebar", "", "default", "click", 1, 1),
                                                             bad]))
     assert store.counts("2026-12-03") == []
 

@@ -86,15 +86,15 @@ class EventStore:
 
     def __init__(self, where: str | Path) -> None:
         self.where = where
-        self._db = open_state(where, "events", SCHEMA, MIGRATIONS)  # now: a bad database stops the start
+        self.db = open_state(where, "events", SCHEMA, MIGRATIONS)  # now: a bad database stops the start
 
     def secret(self) -> bytes:
         """The random secret rids are signed with, made once with the database (shared by everything using it)."""
-        row = self._db.one("SELECT value FROM secret WHERE id = 1")
+        row = self.db.one("SELECT value FROM secret WHERE id = 1")
         if row is None:  # a new PostgreSQL database: the first replica to get here makes it, the others read it
-            self._db.write(lambda db: db.execute("INSERT INTO secret VALUES (1, ?) ON CONFLICT (id) DO NOTHING",
+            self.db.write(lambda db: db.execute("INSERT INTO secret VALUES (1, ?) ON CONFLICT (id) DO NOTHING",
                                                  (secrets.token_bytes(32),)))
-            row = self._db.one("SELECT value FROM secret WHERE id = 1")
+            row = self.db.one("SELECT value FROM secret WHERE id = 1")
         return bytes(row[0])
 
     def record(self, events: Iterable[Impression | Click], day: str | None = None) -> int:
@@ -111,16 +111,16 @@ class EventStore:
         # Sorted: concurrent batches lock the rows they share in one order, so they never deadlock.
         rows = [(day, placement, arm, profile, kind, position, n)
                 for (placement, arm, profile, kind, position), n in sorted(counts.items())]
-        self._db.write(lambda db: db.executemany(_UPSERT, rows))
+        self.db.write(lambda db: db.executemany(_UPSERT, rows))
         return sum(counts.values())
 
     def counts(self, since: str) -> list[Count]:
         """Every count from day `since` (an ISO date) on."""
-        rows = self._db.read(lambda db: db.execute(
+        rows = self.db.read(lambda db: db.execute(
             "SELECT day, placement, arm, profile, kind, position, n FROM counts WHERE day >= ? "
             "ORDER BY day, placement, arm, profile, kind, position", (since,)).fetchall())
         return [Count(*row) for row in rows]
 
     def close(self) -> None:
         """Close this process's connection."""
-        self._db.close()
+        self.db.close()

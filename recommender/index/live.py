@@ -46,11 +46,11 @@ class LiveStore:
 
     def __init__(self, where: str | Path) -> None:
         self.where = where
-        self._db = open_state(where, "live", SCHEMA, MIGRATIONS)
+        self.db = open_state(where, "live", SCHEMA, MIGRATIONS)
 
     def version(self) -> int:
         """The number of changes ever made."""
-        return int(self._db.one("SELECT value FROM state WHERE key = ?", (self._db.version_key,))[0])
+        return int(self.db.one("SELECT value FROM state WHERE key = ?", (self.db.version_key,))[0])
 
     def put(self, article: Article, vectors: dict[str, np.ndarray]) -> bool:
         """Store (insert or replace) an article and its vectors; True if it was new to this store."""
@@ -61,22 +61,22 @@ class LiveStore:
 
         def apply(db: Cursor) -> bool:
             # The counter first: its row lock orders concurrent PUTs, so "new" is decided by one at a time.
-            db.execute("UPDATE state SET value = value + 1 WHERE key = ?", (self._db.version_key,))
+            db.execute("UPDATE state SET value = value + 1 WHERE key = ?", (self.db.version_key,))
             new = db.execute("SELECT 1 FROM live_articles WHERE id = ?", (article.id,)).fetchone() is None
             db.execute("INSERT INTO live_articles VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
                        "record = excluded.record, vectors = excluded.vectors, updated_at = excluded.updated_at",
                        (article.id, record, buffer.getvalue(), now))
             return new
 
-        return self._db.write(apply)  # StateUnavailable if the database refuses
+        return self.db.write(apply)  # StateUnavailable if the database refuses
 
     def articles(self) -> tuple[int, list[tuple[Article, dict[str, np.ndarray]]]]:
         """(version, every stored article with its vectors), read in one transaction."""
         def read(db: Cursor) -> tuple[int, list[Any]]:
-            version = int(db.execute("SELECT value FROM state WHERE key = ?", (self._db.version_key,)).fetchone()[0])
+            version = int(db.execute("SELECT value FROM state WHERE key = ?", (self.db.version_key,)).fetchone()[0])
             return version, db.execute("SELECT record, vectors FROM live_articles ORDER BY id").fetchall()
 
-        version, rows = self._db.read(read)
+        version, rows = self.db.read(read)
         result = []
         for record, blob in rows:
             with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
@@ -85,7 +85,7 @@ class LiveStore:
 
     def close(self) -> None:
         """Close the database."""
-        self._db.close()
+        self.db.close()
 
 
 class Stacked:

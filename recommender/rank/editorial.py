@@ -94,21 +94,21 @@ class EditorialStore:
 
     def __init__(self, where: str | Path) -> None:
         self.where = where
-        self._db = open_state(where, "editorial", SCHEMA, MIGRATIONS)
+        self.db = open_state(where, "editorial", SCHEMA, MIGRATIONS)
 
     def version(self) -> int:
         """The number of changes ever made (cheap to read on every request)."""
-        return int(self._db.one(VERSION, (self._db.version_key,))[0])
+        return int(self.db.one(VERSION, (self.db.version_key,))[0])
 
     def _change(self, statements: list[tuple[str, tuple[Any, ...]]], *audits: tuple[Any, ...]) -> None:
         """Apply statements and audit entries in one transaction; StateUnavailable if the write fails."""
         def apply(db: Cursor) -> None:
-            db.execute(BUMP, (self._db.version_key,))
+            db.execute(BUMP, (self.db.version_key,))
             for sql, params in statements:
                 db.execute(sql, params)
             self._audit(db, *audits)
 
-        self._db.write(apply)
+        self.db.write(apply)
 
     @staticmethod
     def _audit(db: Cursor, *audits: tuple[Any, ...]) -> None:
@@ -138,7 +138,7 @@ class EditorialStore:
         owner = EVERYWHERE if action == "block_everywhere" else article_id
 
         def apply(db: Cursor) -> None:
-            db.execute(BUMP, (self._db.version_key,))
+            db.execute(BUMP, (self.db.version_key,))
             removed = db.execute("DELETE FROM overrides WHERE article_id = ? AND action = ? AND target_id = ?",
                                  (owner, action, target_id)).rowcount
             if not removed:
@@ -146,7 +146,7 @@ class EditorialStore:
             self._audit(db, (who, f"un{action}", owner, target_id, None, why))
 
         try:
-            self._db.write(apply)
+            self.db.write(apply)
         except _NothingToRemove:
             return False
         return True
@@ -168,11 +168,11 @@ class EditorialStore:
     def rules(self) -> Rules:
         """Every decision, read in one transaction."""
         def read(db: Cursor) -> tuple[int, list[Any], frozenset[str]]:
-            version = int(db.execute(VERSION, (self._db.version_key,)).fetchone()[0])
+            version = int(db.execute(VERSION, (self.db.version_key,)).fetchone()[0])
             rows = db.execute("SELECT article_id, action, target_id, position FROM overrides").fetchall()
             return version, rows, frozenset(r[0] for r in db.execute("SELECT article_id FROM takedowns").fetchall())
 
-        version, rows, taken = self._db.read(read)
+        version, rows, taken = self.db.read(read)
         pins: dict[str, list[tuple[int, str]]] = {}
         blocks: dict[str, set[str]] = {}
         everywhere = set()
@@ -188,7 +188,7 @@ class EditorialStore:
 
     def overrides_for(self, article_id: str) -> list[dict[str, Any]]:
         """The decisions that shape article_id's list (its pins and blocks, and blocks everywhere)."""
-        rows = self._db.read(lambda db: db.execute(
+        rows = self.db.read(lambda db: db.execute(
             "SELECT article_id, action, target_id, position, who, why, created_at FROM overrides "
             "WHERE article_id IN (?, ?) ORDER BY action, position, target_id", (article_id, EVERYWHERE)).fetchall())
         keys = ("article_id", "action", "target_id", "position", "who", "why", "created_at")
@@ -201,10 +201,10 @@ class EditorialStore:
         if article_id:
             sql += " WHERE article_id IN (?, ?) OR target_id = ?"
             params = (article_id, EVERYWHERE, article_id)
-        rows = self._db.read(lambda db: db.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall())
+        rows = self.db.read(lambda db: db.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall())
         keys = ("id", "at", "who", "change", "article_id", "target_id", "position", "why")
         return [dict(zip(keys, row)) for row in rows]
 
     def close(self) -> None:
         """Close the database."""
-        self._db.close()
+        self.db.close()
