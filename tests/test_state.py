@@ -17,7 +17,7 @@ from recommender.db import StateUnavailable
 from recommender.feedback.events import _UPSERT, Click, EventStore, Impression
 from recommender.index.live import LiveStore
 from recommender.rank.editorial import EditorialStore
-from recommender.state import is_database_url, store_location
+from recommender.state import is_database_url, store_location, versions
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -70,6 +70,15 @@ def test_another_process_sees_every_change_through_the_version(where):
     mine.close()
     assert "t" in EditorialStore(where("editorial")).rules().taken_down  # and after a restart
 
+
+
+def test_the_counters_of_several_stores_are_read_together(where):
+    editorial, live = EditorialStore(where("editorial")), LiveStore(where("live"))
+    editorial.take_down("t", who="legal", why="")
+    editorial.take_down("u", who="legal", why="")
+    live.put(make_article("n1", "Neu", "Ein Text."), {"e5": np.ones(4, dtype=np.float32)})
+    assert versions([editorial.db, live.db]) == [2, 1] == [editorial.version(), live.version()]
+    assert versions([live.db, editorial.db, live.db]) == [1, 2, 1] and versions([]) == []
 
 def test_two_editors_at_once_lose_nothing(where):
     EditorialStore(where("editorial"))
