@@ -222,3 +222,12 @@ def test_backup_state_names_pg_dump_when_the_state_is_in_postgresql(runner, monk
     monkeypatch.setenv("RECOMMENDER_STATE_URL", "postgresql://editor:pw@db.example/news")
     ran = runner.invoke("backup-state", str(tmp_path / "backup"))
     assert ran.exit_code == 2 and "pg_dump" in ran.stderr and "pw@" not in ran.stderr
+
+
+def test_after_a_quick_restart_the_first_write_already_succeeds(pg_url, postgres):
+    store = EditorialStore(pg_url)
+    store.take_down("before", who="legal", why="")
+    postgres.stop()
+    postgres.start()  # nothing used the store meanwhile: its kept connection is dead, and found so before use
+    store.take_down("after", who="legal", why="")
+    assert store.rules().taken_down == {"before", "after"}
