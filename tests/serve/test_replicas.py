@@ -126,6 +126,7 @@ def test_a_replica_killed_during_writes_loses_nothing_it_acknowledged(replicas):
         stop.set()
         for writer in writers:
             writer.join()
+    print(f"{len(acknowledged)} acknowledged writes, {sum(k == 'article' for k, _ in acknowledged)} articles")
     assert len(acknowledged) > 10
     overrides: dict[str, set[str]] = {}
     for kind, what in acknowledged:
@@ -183,6 +184,9 @@ def test_postgresql_restarted_under_load_costs_readers_nothing_and_writers_a_503
         stop.set()
         for thread in threads:
             thread.join()
+    print(f"{len(answers['read'])} reads, writes before/while down/after: {answers['write'][:down_from].count(200)} "
+          f"acknowledged / {answers['write'][down_from:up_from].count(503)} of {up_from - down_from} answered 503 / "
+          f"{answers['write'][up_from:].count(200)} of {len(answers['write']) - up_from} acknowledged")
     assert set(answers["read"]) == {200} and len(answers["read"]) > 50
     assert errors == [] and 503 in answers["write"][down_from:up_from]
     assert 200 in answers["write"][:down_from] and answers["write"][-1] == 200
