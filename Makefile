@@ -24,14 +24,19 @@ serve: $(STAMP)
 
 run: index serve
 
-# Programs the tests drive: Debian's Chromium (editors' page), wrk (load tests). Installed when missing and we
-# are root on Debian, so that nothing is skipped on a fresh machine.
+# Programs the tests drive: Debian's Chromium (editors' page), wrk (load tests), PostgreSQL (the shared store
+# of replicas: the tests start their own server in a temporary folder). Installed when missing and we are root
+# on Debian, so that nothing is skipped on a fresh machine. PostgreSQL's server programs are outside PATH on
+# Debian (/usr/lib/postgresql/N/bin), and its package would make and start a cluster of its own: told not to.
 TEST_TOOLS := chromium:chromium chromedriver:chromium-driver wrk:wrk
 test-tools:
 	@missing=""; for pair in $(TEST_TOOLS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing$$missing for the tests"; \
+	  case "$$missing" in *postgresql*) mkdir -p /etc/postgresql-common/createcluster.d; \
+	    echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/recommender-tests.conf;; esac; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
 	  || { echo "error: could not install$$missing"; exit 1; }; \
 	else echo "note: missing$$missing and not root: the tests that need them are skipped (apt-get install$$missing)"; fi

@@ -1,4 +1,4 @@
-"""The `recommender` command line: index, related, serve, evaluate, profiles."""
+"""The `recommender` command line: index, related, serve, evaluate, backup-state, publish-copy, profiles, settings."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +14,7 @@ from .db import backup_state
 from .embed.cluster import ClusterAddressError, ClusterError
 from .embed.encoders import EncoderUnavailable
 from .engine import Recommender, UnknownArticle, UnknownPlacement, signal_encoder
+from .index.copying import copy_published
 from .index.snapshot import IndexProblem
 from .ingest.corpus import CorpusError
 from .ingest.profiles import BASELINES, PROFILES, UnknownProfile, get_profile
@@ -84,6 +85,11 @@ def _parser() -> argparse.ArgumentParser:
 
     backup = commands.add_parser("backup-state", help="copy the editors' state files (online, consistent)")
     backup.add_argument("destination", help="folder to write editorial.sqlite and live.sqlite into")
+
+    copy = commands.add_parser("publish-copy", help="publish the snapshot an index serves in another index "
+                                                    "directory (a replica's disk): copied, verified, switched atomically")
+    copy.add_argument("source", help="index directory (or snapshot) whose served snapshot is copied")
+    copy.add_argument("destination", help="index directory the replica serves")
 
     evaluate = commands.add_parser("evaluate", help="measure ranking quality on a labelled dataset folder")
     evaluate.add_argument("dataset", help="folder with articles.jsonl and optionally pairs.tsv")
@@ -221,12 +227,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_backup_state(args: argparse.Namespace) -> int:
     """Copy state_dir's SQLite files with SQLite's online backup API, safe while servers write."""
     settings = _settings(args)
+    if settings.state_url:
+        raise UsageError("the state is in PostgreSQL (setting state_url): back it up with pg_dump")
     if not settings.state_dir:
         raise UsageError("the setting state_dir is empty: there is no state to back up")
     written = backup_state(settings.state_dir, args.destination)
     if not written:
         raise UsageError(f"no state files in {settings.state_dir}")
     print("\n".join(f"backed up {path}" for path in written))
+    return 0
+
+
+def cmd_publish_copy(args: argparse.Namespace) -> int:
+    """Publish the snapshot source serves in the index directory destination (copied, verified, switched)."""
+    target = copy_published(args.source, args.destination, keep=_settings(args).keep_snapshots)
+    print(f"published {target.name} in {args.destination}")
     return 0
 
 
@@ -301,7 +316,8 @@ def _print_placements(settings: Settings) -> None:
 
 
 COMMANDS = {"index": cmd_index, "related": cmd_related, "serve": cmd_serve, "evaluate": cmd_evaluate,
-            "backup-state": cmd_backup_state, "profiles": cmd_profiles, "settings": cmd_settings}
+            "backup-state": cmd_backup_state, "publish-copy": cmd_publish_copy, "profiles": cmd_profiles,
+            "settings": cmd_settings}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,7 +26,8 @@ class ConfigError(ValueError):
     """A setting is unknown or has a value of the wrong kind."""
 
 
-def _setting(default: Any, help: str, secret: bool = False) -> Any:
+def _setting(default: Any, help: str, secret: bool | str = False) -> Any:
+    # secret: True (printed only as set or not), "url" (printed with the URL's password masked), or False.
     return field(default=default, metadata={"help": help, "secret": secret})
 
 
@@ -36,10 +37,18 @@ def _table(help: str) -> Any:
 
 
 def shown(name: str, value: Any) -> Any:
-    """A setting's value as it may be printed: secrets only as "(set)" or "(not set)"."""
+    """A setting's value as it may be printed: secrets only as "(set)" or "(not set)", URLs without password."""
+    if _SECRET.get(name) == "url":
+        return redacted_url(value)
     if _SECRET.get(name):
         return "(set)" if value else "(not set)"
     return value
+
+
+def redacted_url(url: str) -> str:
+    """url with its password (user:PASSWORD@ or ?password=) replaced by ***."""
+    url = re.sub(r"(://[^/?#@:]*:)[^/?#@]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 @dataclass(frozen=True, repr=False)
@@ -74,6 +83,11 @@ class Settings:
     )
     reload_interval: float = _setting(1.0, "Seconds between a server's checks for a newly published snapshot.")
     state_dir: str = _setting("data/state", "Editors' decisions (SQLite), kept apart from index snapshots; empty disables them.")
+    state_url: str = _setting(
+        "", "PostgreSQL database (postgresql://user:password@host:5432/name) holding the editors' decisions, "
+        "received articles and reader events instead of state_dir's SQLite files: shared by replicas on several "
+        "machines; created and migrated by the service. Printed with its password masked.", secret="url"
+    )
     sentence_transformer_model: str = _setting(
         "", "sentence-transformers model name or local path for the `minilm` signal; empty = the bundled all-MiniLM-L6-v2."
     )
@@ -237,6 +251,9 @@ def _build(values: Mapping[str, Any]) -> Settings:
         raise ConfigError("setting 'request_read_timeout' must be positive")
     if settings.worker_class not in ("gevent", "sync"):
         raise ConfigError("setting 'worker_class' must be gevent or sync")
+    if settings.state_url and not settings.state_url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"setting 'state_url' must be a postgresql:// URL (empty: SQLite files in state_dir), "
+                          f"not {redacted_url(settings.state_url)[:100]!r}")
     if settings.vector_dtype not in ("float16", "float32"):
         raise ConfigError("setting 'vector_dtype' must be float16 or float32")
     if settings.ann_min_articles < 0:

@@ -1,11 +1,16 @@
-"""Opening the SQLite files that hold state shared by all API workers: checked at start, written safely, backed up."""
+"""Opening the SQLite files that hold state shared by all API workers: checked at start, written safely, backed up.
+
+SQLite is the embedded default backend of the stores (`SQLiteState`); state.py says how the settings choose
+between it and PostgreSQL (pg.py).
+"""
 from __future__ import annotations
 
 import contextlib
 import os
 import sqlite3
+import threading
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 T = TypeVar("T")
 STATE_FILES = ("editorial.sqlite", "live.sqlite", "events.sqlite")
@@ -69,10 +74,12 @@ def _create(path: Path, schema: str) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def connect_state(path: str | Path, schema: str, synchronous: str = "FULL") -> sqlite3.Connection:
+def connect_state(path: str | Path, schema: str, check: bool = True, synchronous: str = "FULL") -> sqlite3.Connection:
     """A connection in autocommit mode (callers BEGIN IMMEDIATE themselves), WAL so readers never wait for a
-    writer, and synchronous=FULL so a change acknowledged to a client is on disk. A missing file is created
-    with the schema; an existing one must pass quick_check and hold the schema, else StateFileError."""
+    writer, and synchronous=FULL so a change acknowledged to a client is on disk (NORMAL: in the WAL, safe from a
+    killed process, not from a power cut; for counts that must not wait for the disk). A missing file is created
+    with the schema; an existing one must pass quick_check and hold the schema (unless check is False: the
+    file was checked by this program already), else StateFileError."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
@@ -81,7 +88,8 @@ def connect_state(path: str | Path, schema: str, synchronous: str = "FULL") -> s
         raise _refusal(path, "is empty (0 bytes: a full disk or a failed restore?)")
     db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     try:
-        _check(db, path, schema)
+        if check:
+            _check(db, path, schema)
         with contextlib.suppress(sqlite3.OperationalError):  # a read-only file: reads still work
             db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'NORMAL' if synchronous == 'NORMAL' else 'FULL'}")
@@ -122,6 +130,53 @@ def reading(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     finally:
         if db.in_transaction:
             db.execute("COMMIT")
+
+
+class SQLiteState:
+    """A store's SQLite file (the StateDB of state.py): checked when opened; every process uses a connection of
+    its own (a forked worker opens one on first use), shared by its threads under a lock."""
+
+    version_key = "version"  # the row of the file's `state` table that counts its changes
+
+    def __init__(self, path: str | Path, schema: str, synchronous: str = "FULL") -> None:
+        self.path, self.schema = Path(path), schema
+        self.database = str(self.path)
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self.synchronous = synchronous
+        self._db = connect_state(self.path, schema, synchronous=synchronous)  # a damaged file stops the start
+
+    def connection(self) -> sqlite3.Connection:
+        """This process's connection."""
+        # SQLite forbids using a connection on both sides of a fork; the file was checked when first opened.
+        if self._pid != os.getpid():
+            self._db, self._pid = connect_state(self.path, self.schema, False, self.synchronous), os.getpid()
+        return self._db
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first row of one statement (None when there is none)."""
+        with self._lock:
+            return self.connection().execute(sql, params).fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Every row of one statement."""
+        with self._lock:
+            return self.connection().execute(sql, params).fetchall()
+
+    def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """query(connection) in one read transaction: a consistent view across its SELECTs."""
+        with self._lock, reading(self.connection()) as db:
+            return query(db)
+
+    def write(self, change: Callable[[sqlite3.Connection], T]) -> T:
+        """change(connection) in one transaction; StateUnavailable (nothing changed) if the write fails."""
+        with self._lock:
+            db = self.connection()
+            return write(db, self.path, lambda: change(db))
+
+    def close(self) -> None:
+        """Close this process's connection."""
+        self._db.close()
 
 
 def backup_state(state_dir: str | Path, destination: str | Path) -> list[Path]:

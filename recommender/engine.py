@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .config import ConfigError, Settings
+from .db import StateUnavailable
 from .embed.cache import EmbeddingCache
 from .embed.signals import RawText, SignalEncoder
 from .embed.vectors import QueryVectors
@@ -42,6 +43,7 @@ from .rank.ranking import (
     rank_rounds,
 )
 from .rank.selection import Selection
+from .state import store_location, versions
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,9 @@ class Recommender:
     index_dir: Path | None = None
     _rules: Rules = field(default_factory=Rules)
     _live_version: int = 0
+    _live_read: tuple[int, list[tuple[Article, dict[str, np.ndarray]]]] = (-1, [])  # as the store last answered
+    _state_down: bool = False
+    _editorial_seen: int | None = None  # the counter the last refresh() read, for the next rules()
     _checked_at: float = 0.0
     _refused: Path | None = None
     _upcoming: tuple[Snapshot, np.ndarray] | None = None
@@ -149,9 +154,10 @@ class Recommender:
         expected = profile_fingerprint(profile, encoder.identities())
         snapshot = load_snapshot(index_dir or settings.index_dir, expected=expected,
                                  expansion_search=settings.ann_expansion)
-        state = Path(settings.state_dir) if settings.state_dir else None
-        editorial = EditorialStore(state / "editorial.sqlite") if state else None
-        live = LiveStore(state / "live.sqlite") if state else None
+        editorial_at = store_location(settings.state_dir, settings.state_url, "editorial.sqlite")
+        live_at = store_location(settings.state_dir, settings.state_url, "live.sqlite")
+        editorial = EditorialStore(editorial_at) if editorial_at else None
+        live = LiveStore(live_at) if live_at else None
         return cls(settings, snapshot, profile, encoder, editorial, live,
                    index_dir=Path(index_dir or settings.index_dir))
 
@@ -182,23 +188,49 @@ class Recommender:
 
     def refresh(self) -> None:
         """Pick up a newly published snapshot (checked at most every reload_interval seconds) and live articles
-        another process stored; each costs one cheap read when nothing changed. The served snapshot is
-        replaced by a new object, never changed in place, so a request in flight keeps a consistent one."""
+        another process stored, and read the editors' change counter for the next rules(): one cheap read of
+        both counters when nothing changed. The served snapshot is replaced by a new object, never changed in
+        place, so a request in flight keeps a consistent one. While the state cannot be read, the live
+        articles read last are served."""
         base_changed = self._reload_published()
-        live_version = self.live.version() if self.live is not None else 0
-        if base_changed or live_version != self._live_version:
-            if self.live is not None:
-                version, articles = self.live.articles()
-                self.snapshot = live_view(self.base, articles, version, self.encoder.lexical_rows)
-                self._live_version = version
-            else:
-                self.snapshot, self._live_version = self.base, live_version
+        stores = [store for store in (self.editorial, self.live) if store is not None]
+        try:
+            counters = dict(zip(map(id, stores), versions([store.db for store in stores])))
+            if self.live is not None and counters[id(self.live)] != self._live_version:
+                self._live_read = self.live.articles()
+            self._editorial_seen = counters.get(id(self.editorial))
+            self._state_back()
+        except StateUnavailable as exc:
+            self._state_lost(exc)
+        version, articles = self._live_read if self.live is not None else (0, [])
+        if base_changed or version != self._live_version:
+            self.snapshot = self.base if self.live is None else live_view(self.base, articles, version,
+                                                                          self.encoder.lexical_rows)
+            self._live_version = version
 
     def rules(self) -> Rules:
-        """The editors' current decisions; re-read only when another process or request changed them."""
-        if self.editorial is not None and self.editorial.version() != self._rules.version:
-            self._rules = self.editorial.rules()  # a new object, swapped in whole
+        """The editors' current decisions; re-read only when another process or request changed them (the
+        counter refresh() read serves the next call, later calls read it again). While they cannot be read
+        (the database is down), the rules read last keep applying."""
+        if self.editorial is not None:
+            seen, self._editorial_seen = self._editorial_seen, None
+            try:
+                if (seen if seen is not None else self.editorial.version()) != self._rules.version:
+                    self._rules = self.editorial.rules()  # a new object, swapped in whole
+                self._state_back()
+            except StateUnavailable as exc:
+                self._state_lost(exc)
         return self._rules
+
+    def _state_lost(self, exc: StateUnavailable) -> None:
+        if not self._state_down:  # once per outage, not once per request
+            log.error("state unavailable, serving the editors' rules and live articles read last: %s", exc)
+            self._state_down = True
+
+    def _state_back(self) -> None:
+        if self._state_down:
+            log.warning("state readable again")
+            self._state_down = False
 
     def put_article(self, article: Article) -> bool:
         """Embed an article and make it searchable at once, durably; True if its id was not served before."""

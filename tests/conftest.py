@@ -189,6 +189,26 @@ class CommandLine:
 @pytest.fixture
 def runner(app_settings, monkeypatch, capsys) -> CommandLine:
     """The command line, configured by the environment as in production: app_settings' index, profile and state."""
-    for name in ("index_dir", "profile", "cache_dir", "state_dir"):
+    for name in ("index_dir", "profile", "cache_dir", "state_dir", "state_url"):
         monkeypatch.setenv(f"RECOMMENDER_{name.upper()}", str(getattr(app_settings, name)))
     return CommandLine(capsys)
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server for this test session (tests/pgserver.py), stopped and removed at its end."""
+    from pgserver import PostgresServer, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(postgres) -> str:
+    """The URL of a new, empty database of the session's PostgreSQL server (one per test)."""
+    if not postgres.running():  # a test that stopped it failed before starting it again
+        postgres.start()
+    return postgres.create_database()

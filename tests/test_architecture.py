@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "recommender"
 
 # Layer of each top-level part of the package: a module may import from its own layer and those below.
 LAYERS = {
-    "config": 0, "progress": 0, "jsonsafe": 0, "stages": 0, "db": 0,
+    "config": 0, "progress": 0, "jsonsafe": 0, "stages": 0, "db": 0, "pg": 0, "state": 0,
     "ingest": 1, "embed": 2, "index": 3, "rank": 4, "feedback": 4,
     "engine": 5, "payloads": 5,
     "serve": 6, "jobs": 6,

@@ -71,6 +71,17 @@ def test_the_api_token_is_a_secret_read_from_its_documented_variable():
     assert shown == "(not set)" and "environment" in help_text
 
 
+
+def test_the_state_url_is_printed_with_its_password_masked_and_must_name_postgresql():
+    url = "postgresql://editor:pa55@db.example:5432/news?sslmode=require&password=again"
+    settings = load_settings(environ={"RECOMMENDER_STATE_URL": url})
+    assert settings.state_url == url
+    assert "pa55" not in repr(settings) and "again" not in repr(settings)
+    assert "state_url='postgresql://editor:***@db.example:5432/news?sslmode=require&password=***'" in repr(settings)
+    assert "state_url=''" in repr(load_settings(environ={}))
+    with pytest.raises(ConfigError, match="postgresql://"):
+        load_settings(environ={"RECOMMENDER_STATE_URL": "mysql://root:pw@db/news"})
+
 def test_the_example_newsroom_configuration_loads_with_its_placements():
     from recommender.rank.placements import placements_from
 

@@ -1,15 +1,15 @@
 """Articles added or changed through the API between two index builds, and the combined view over both.
 
-A PUT stores the article with its dense vectors in SQLite (durable, shared by all workers); each worker
-lays these rows over its read-only snapshot (`live_view`) when the store's version changed. The snapshot
-itself is never modified: the view is a new object, swapped in whole.
+A PUT stores the article with its dense vectors (an SQLite file in state_dir, or the PostgreSQL database of
+state_url: durable, shared by all workers and replicas); each worker lays these rows over its read-only
+snapshot (`live_view`) when the store's version changed. The snapshot itself is never modified: the view is a
+new object, swapped in whole.
 """
 from __future__ import annotations
 
 import io
 import json
 import logging
-import threading
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,8 +18,8 @@ from typing import Any, Callable
 import numpy as np
 from scipy import sparse
 
-from ..db import connect_state, reading, write
 from ..ingest.corpus import Article, article_from_stored
+from ..state import Cursor, open_state
 from .metadata import ArticleTable, RowLookup, codes_of
 from .snapshot import Snapshot, article_metadata
 
@@ -32,20 +32,25 @@ CREATE TABLE IF NOT EXISTS live_articles (
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO state VALUES ('version', 0);
 """
+# The same in PostgreSQL, as numbered migrations (pg.migrate): never change one that has shipped, add the next.
+MIGRATIONS = ("""
+CREATE TABLE live_articles (
+    id TEXT COLLATE "C" PRIMARY KEY, record TEXT NOT NULL, vectors BYTEA NOT NULL, updated_at TEXT NOT NULL
+);
+INSERT INTO state VALUES ('live', 0) ON CONFLICT DO NOTHING;
+""",)
 
 
 class LiveStore:
-    """The SQLite file of articles received through the API, with their vectors."""
+    """Articles received through the API, with their vectors, in their database (state.open_state)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._db = connect_state(self.path, SCHEMA)
-        self._lock = threading.Lock()
+    def __init__(self, where: str | Path) -> None:
+        self.where = where
+        self.db = open_state(where, "live", SCHEMA, MIGRATIONS)
 
     def version(self) -> int:
         """The number of changes ever made."""
-        with self._lock:
-            return int(self._db.execute("SELECT value FROM state WHERE key = 'version'").fetchone()[0])
+        return int(self.db.one("SELECT value FROM state WHERE key = ?", (self.db.version_key,))[0])
 
     def put(self, article: Article, vectors: dict[str, np.ndarray]) -> bool:
         """Store (insert or replace) an article and its vectors; True if it was new to this store."""
@@ -54,22 +59,24 @@ class LiveStore:
         record = json.dumps(article.to_json(), ensure_ascii=False)
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
-        def apply() -> bool:
-            new = self._db.execute("SELECT 1 FROM live_articles WHERE id = ?", (article.id,)).fetchone() is None
-            self._db.execute("INSERT OR REPLACE INTO live_articles VALUES (?, ?, ?, ?)",
-                             (article.id, record, buffer.getvalue(), now))
-            self._db.execute("UPDATE state SET value = value + 1 WHERE key = 'version'")
+        def apply(db: Cursor) -> bool:
+            # The counter first: its row lock orders concurrent PUTs, so "new" is decided by one at a time.
+            db.execute("UPDATE state SET value = value + 1 WHERE key = ?", (self.db.version_key,))
+            new = db.execute("SELECT 1 FROM live_articles WHERE id = ?", (article.id,)).fetchone() is None
+            db.execute("INSERT INTO live_articles VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+                       "record = excluded.record, vectors = excluded.vectors, updated_at = excluded.updated_at",
+                       (article.id, record, buffer.getvalue(), now))
             return new
 
-        with self._lock:
-            new = write(self._db, self.path, apply)  # StateUnavailable if the disk refuses
-        return new
+        return self.db.write(apply)  # StateUnavailable if the database refuses
 
     def articles(self) -> tuple[int, list[tuple[Article, dict[str, np.ndarray]]]]:
         """(version, every stored article with its vectors), read in one transaction."""
-        with self._lock, reading(self._db):
-            version = int(self._db.execute("SELECT value FROM state WHERE key = 'version'").fetchone()[0])
-            rows = self._db.execute("SELECT record, vectors FROM live_articles ORDER BY id").fetchall()
+        def read(db: Cursor) -> tuple[int, list[Any]]:
+            version = int(db.execute("SELECT value FROM state WHERE key = ?", (self.db.version_key,)).fetchone()[0])
+            return version, db.execute("SELECT record, vectors FROM live_articles ORDER BY id").fetchall()
+
+        version, rows = self.db.read(read)
         result = []
         for record, blob in rows:
             with np.load(io.BytesIO(blob), allow_pickle=False) as arrays:
@@ -78,7 +85,7 @@ class LiveStore:
 
     def close(self) -> None:
         """Close the database."""
-        self._db.close()
+        self.db.close()
 
 
 class Stacked:

@@ -1,18 +1,18 @@
-"""Editors' decisions, stored durably in SQLite: pins, blocks, blocks everywhere, takedowns, and an audit log.
+"""Editors' decisions, stored durably: pins, blocks, blocks everywhere, takedowns, and an audit log.
 
-The store lives outside the index snapshots, so decisions survive restarts and re-indexing. Every change
-bumps a version number in the same transaction; a server compares it on each request (one indexed read)
-and rebuilds its in-memory `Rules` only when another process or worker changed something.
+The store lives outside the index snapshots (an SQLite file in state_dir, or the PostgreSQL database of
+state_url: state.py), so decisions survive restarts and re-indexing. Every change bumps a version number in
+the same transaction; a server compares it on each request (one indexed read) and rebuilds its in-memory
+`Rules` only when another process, worker or replica changed something.
 """
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from ..db import connect_state, reading, write
+from ..state import Cursor, open_state
 
 Action = Literal["pin", "block", "block_everywhere"]
 ACTIONS: tuple[str, ...] = ("pin", "block", "block_everywhere")
@@ -38,6 +38,30 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO state VALUES ('version', 0);
 """
+# The same tables in PostgreSQL, as numbered migrations (pg.migrate): never change one that has shipped,
+# add the next. Ids compare bytewise (COLLATE "C"), as in SQLite, whatever the database's locale.
+MIGRATIONS = ("""
+CREATE TABLE overrides (
+    article_id TEXT COLLATE "C" NOT NULL,
+    action TEXT NOT NULL CHECK (action IN ('pin', 'block', 'block_everywhere')),
+    target_id TEXT COLLATE "C" NOT NULL,
+    position INTEGER,
+    who TEXT NOT NULL, why TEXT NOT NULL, created_at TEXT NOT NULL,
+    PRIMARY KEY (article_id, action, target_id)
+);
+CREATE TABLE takedowns (
+    article_id TEXT COLLATE "C" PRIMARY KEY, who TEXT NOT NULL, why TEXT NOT NULL, created_at TEXT NOT NULL
+);
+CREATE TABLE audit (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at TEXT NOT NULL, who TEXT NOT NULL, change TEXT NOT NULL,
+    article_id TEXT COLLATE "C" NOT NULL, target_id TEXT COLLATE "C", position INTEGER, why TEXT NOT NULL
+);
+INSERT INTO state VALUES ('editorial', 0) ON CONFLICT DO NOTHING;
+""",)
+VERSION = "SELECT value FROM state WHERE key = ?"
+# First in every write: it locks the store's counter row, so concurrent writes (other workers, other replicas)
+# apply one after the other and never deadlock, as SQLite's BEGIN IMMEDIATE does for its file.
+BUMP = "UPDATE state SET value = value + 1 WHERE key = ?"
 EVERYWHERE = "*"
 
 
@@ -61,34 +85,36 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-class EditorialStore:
-    """The SQLite file of editorial decisions; one connection per process (and per thread: check_same_thread)."""
+class _NothingToRemove(Exception):
+    """Raised inside a removal's transaction to roll it back: there was no such decision."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._db = connect_state(self.path, SCHEMA)
-        self._lock = threading.Lock()  # one connection, possibly several request threads
+
+class EditorialStore:
+    """The editors' decisions in their database (state.open_state: an SQLite file or PostgreSQL)."""
+
+    def __init__(self, where: str | Path) -> None:
+        self.where = where
+        self.db = open_state(where, "editorial", SCHEMA, MIGRATIONS)
 
     def version(self) -> int:
         """The number of changes ever made (cheap to read on every request)."""
-        with self._lock:
-            return self._version()
-
-    def _version(self) -> int:
-        return int(self._db.execute("SELECT value FROM state WHERE key = 'version'").fetchone()[0])
+        return int(self.db.one(VERSION, (self.db.version_key,))[0])
 
     def _change(self, statements: list[tuple[str, tuple[Any, ...]]], *audits: tuple[Any, ...]) -> None:
         """Apply statements and audit entries in one transaction; StateUnavailable if the write fails."""
-        def apply() -> None:
+        def apply(db: Cursor) -> None:
+            db.execute(BUMP, (self.db.version_key,))
             for sql, params in statements:
-                self._db.execute(sql, params)
-            for audit in audits:
-                self._db.execute("INSERT INTO audit (at, who, change, article_id, target_id, position, why) "
-                                 "VALUES (?, ?, ?, ?, ?, ?, ?)", (_now(), *audit))
-            self._db.execute("UPDATE state SET value = value + 1 WHERE key = 'version'")
+                db.execute(sql, params)
+            self._audit(db, *audits)
 
-        with self._lock:
-            write(self._db, self.path, apply)
+        self.db.write(apply)
+
+    @staticmethod
+    def _audit(db: Cursor, *audits: tuple[Any, ...]) -> None:
+        for audit in audits:
+            db.execute("INSERT INTO audit (at, who, change, article_id, target_id, position, why) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)", (_now(), *audit))
 
     def set_override(self, article_id: str, action: Action, target_id: str, who: str, why: str,
                      position: int | None = None) -> None:
@@ -96,7 +122,9 @@ class EditorialStore:
         if action not in ACTIONS:
             raise ValueError(f"unknown action {action!r} (known: {', '.join(ACTIONS)})")
         owner = EVERYWHERE if action == "block_everywhere" else article_id
-        statements = [("INSERT OR REPLACE INTO overrides VALUES (?, ?, ?, ?, ?, ?, ?)",
+        statements = [("INSERT INTO overrides VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (article_id, action, target_id) "
+                       "DO UPDATE SET position = excluded.position, who = excluded.who, why = excluded.why, "
+                       "created_at = excluded.created_at",
                        (owner, action, target_id, position if action == "pin" else None, who, why, _now()))]
         if action in ("pin", "block"):
             # Pinning and blocking one story in one list contradict each other: the newer decision wins.
@@ -108,18 +136,26 @@ class EditorialStore:
     def remove_override(self, article_id: str, action: Action, target_id: str, who: str, why: str) -> bool:
         """Undo a pin or block; False when there was none."""
         owner = EVERYWHERE if action == "block_everywhere" else article_id
-        with self._lock:
-            exists = self._db.execute("SELECT 1 FROM overrides WHERE article_id = ? AND action = ? AND target_id = ?",
-                                      (owner, action, target_id)).fetchone()
-        if not exists:
+
+        def apply(db: Cursor) -> None:
+            db.execute(BUMP, (self.db.version_key,))
+            removed = db.execute("DELETE FROM overrides WHERE article_id = ? AND action = ? AND target_id = ?",
+                                 (owner, action, target_id)).rowcount
+            if not removed:
+                raise _NothingToRemove  # rolls the bump back too
+            self._audit(db, (who, f"un{action}", owner, target_id, None, why))
+
+        try:
+            self.db.write(apply)
+        except _NothingToRemove:
             return False
-        self._change([("DELETE FROM overrides WHERE article_id = ? AND action = ? AND target_id = ?",
-                       (owner, action, target_id))], (who, f"un{action}", owner, target_id, None, why))
         return True
 
     def take_down(self, article_id: str, who: str, why: str) -> None:
         """Remove an article from every list, from now on and after any re-index."""
-        self._change([("INSERT OR REPLACE INTO takedowns VALUES (?, ?, ?, ?)", (article_id, who, why, _now()))],
+        self._change([("INSERT INTO takedowns VALUES (?, ?, ?, ?) ON CONFLICT (article_id) DO UPDATE SET "
+                       "who = excluded.who, why = excluded.why, created_at = excluded.created_at",
+                       (article_id, who, why, _now()))],
                      (who, "takedown", article_id, None, None, why))
 
     def article_written(self, article_id: str, created: bool, who: str, why: str, restore: bool = False) -> None:
@@ -131,10 +167,12 @@ class EditorialStore:
 
     def rules(self) -> Rules:
         """Every decision, read in one transaction."""
-        with self._lock, reading(self._db):
-            version = self._version()
-            rows = self._db.execute("SELECT article_id, action, target_id, position FROM overrides").fetchall()
-            taken = frozenset(r[0] for r in self._db.execute("SELECT article_id FROM takedowns"))
+        def read(db: Cursor) -> tuple[int, list[Any], frozenset[str]]:
+            version = int(db.execute(VERSION, (self.db.version_key,)).fetchone()[0])
+            rows = db.execute("SELECT article_id, action, target_id, position FROM overrides").fetchall()
+            return version, rows, frozenset(r[0] for r in db.execute("SELECT article_id FROM takedowns").fetchall())
+
+        version, rows, taken = self.db.read(read)
         pins: dict[str, list[tuple[int, str]]] = {}
         blocks: dict[str, set[str]] = {}
         everywhere = set()
@@ -150,10 +188,9 @@ class EditorialStore:
 
     def overrides_for(self, article_id: str) -> list[dict[str, Any]]:
         """The decisions that shape article_id's list (its pins and blocks, and blocks everywhere)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT article_id, action, target_id, position, who, why, created_at FROM overrides "
-                "WHERE article_id IN (?, ?) ORDER BY action, position, target_id", (article_id, EVERYWHERE)).fetchall()
+        rows = self.db.read(lambda db: db.execute(
+            "SELECT article_id, action, target_id, position, who, why, created_at FROM overrides "
+            "WHERE article_id IN (?, ?) ORDER BY action, position, target_id", (article_id, EVERYWHERE)).fetchall())
         keys = ("article_id", "action", "target_id", "position", "who", "why", "created_at")
         return [dict(zip(keys, row)) for row in rows]
 
@@ -164,11 +201,10 @@ class EditorialStore:
         if article_id:
             sql += " WHERE article_id IN (?, ?) OR target_id = ?"
             params = (article_id, EVERYWHERE, article_id)
-        with self._lock:
-            rows = self._db.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall()
+        rows = self.db.read(lambda db: db.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit)).fetchall())
         keys = ("id", "at", "who", "change", "article_id", "target_id", "position", "why")
         return [dict(zip(keys, row)) for row in rows]
 
     def close(self) -> None:
         """Close the database."""
-        self._db.close()
+        self.db.close()

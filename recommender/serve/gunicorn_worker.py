@@ -4,6 +4,7 @@ Imported only by `recommender.server` when it serves, so the package stays impor
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -163,6 +164,15 @@ class GeventRecommenderWorker(_WorkerFixes, GeventWorker):
     """
 
     read_timeout = 15.0  # set per server by worker_class()
+
+    def patch(self) -> None:
+        """gevent's monkey-patching of this worker, then psycopg's choice of how to wait made again."""
+        super().patch()
+        # psycopg picks its wait function when first imported, which happened in the master (state_url) before
+        # gevent patched this worker: chosen again now, a query waits as a greenlet, not as the whole worker.
+        waiting = sys.modules.get("psycopg.waiting")
+        if waiting is not None:
+            importlib.reload(waiting)
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
         """Serve one connection whose request must arrive within read_timeout seconds."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from typing import Any
 
@@ -44,6 +45,10 @@ def _gunicorn(settings: Settings, app: Any, announce: Any) -> Any:
         port = server.LISTENERS[0].sock.getsockname()[1]
         _announce(app, settings, f"http://{settings.host}:{port}", announce)
 
+    def pre_fork(server: Any, worker: Any) -> None:
+        if "recommender.pg" in sys.modules:  # state_url: the master's connections (made at start) stay its own
+            sys.modules["recommender.pg"].release_connections()
+
     def post_fork(server: Any, worker: Any) -> None:
         from threadpoolctl import threadpool_limits
 
@@ -73,6 +78,7 @@ def _gunicorn(settings: Settings, app: Any, announce: Any) -> Any:
         # server on the machine would take from the previous one, and its thread cost up to 4 s of each stop.
         "control_socket_disable": True,
         "when_ready": when_ready,
+        "pre_fork": pre_fork,
         "post_fork": post_fork,
         "child_exit": child_exit,
         "worker_exit": worker_exit,

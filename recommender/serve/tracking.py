@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,6 +12,7 @@ from flask import request
 from ..config import Settings
 from ..feedback import EventStore, Rids
 from ..rank.placements import Arm
+from ..state import store_location
 
 
 @dataclass(frozen=True)
@@ -24,11 +24,13 @@ class Tracking:
 
     @classmethod
     def open(cls, settings: Settings) -> "Tracking":
-        """The events file of the state_dir (checked now: a damaged one stops the start) and its secret."""
-        if not settings.state_dir:
+        """The event store (state_dir's events file, checked now: a damaged one stops the start; or the tables
+        of state_url) and its secret, which every worker and replica using the store shares."""
+        where = store_location(settings.state_dir, settings.state_url, "events.sqlite")
+        if where is None:
             # Without a store no event is counted; rids are still drawn (they choose A/B arms), per process.
             return cls(Rids(secrets.token_bytes(32)), None)
-        store = EventStore(Path(settings.state_dir) / "events.sqlite")
+        store = EventStore(where)
         return cls(Rids(store.secret()), store)
 
 

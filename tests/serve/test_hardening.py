@@ -233,7 +233,7 @@ def test_a_state_file_that_is_not_ours_refuses_start_up_with_one_line(app_settin
 
 def test_a_write_that_fails_answers_503_keeps_what_was_acknowledged_and_reads_go_on(app_settings, engine, client):
     assert client.delete("/v1/articles/a4", json={"why": "first"}, headers=AUTH).status_code == 200
-    db = engine.editorial._db
+    db = engine.editorial.db.connection()
     db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")  # the disk is full
     answers = [client.delete(f"/v1/articles/x{i}", json={"why": "y" * 500}, headers=AUTH) for i in range(40)]
     failed = [a for a in answers if a.status_code != 200]
@@ -241,7 +241,7 @@ def test_a_write_that_fails_answers_503_keeps_what_was_acknowledged_and_reads_go
     acknowledged = {f"x{i}" for i, a in enumerate(answers) if a.status_code == 200} | {"a4"}
     assert ids(client.get("/v1/articles/a1/related"))  # reads keep working
     assert client.get("/v1/audit", headers=AUTH).status_code == 200
-    live = engine.live._db
+    live = engine.live.db.connection()
     live.execute(f"PRAGMA max_page_count = {live.execute('PRAGMA page_count').fetchone()[0]}")
     big = {k: v for k, v in record("big", body="Donau " * 20_000).items() if k != "id"}
     assert client.put("/v1/articles/big", json=big, headers=AUTH).status_code == 503
@@ -252,11 +252,11 @@ def test_a_write_that_fails_answers_503_keeps_what_was_acknowledged_and_reads_go
 def test_a_failed_commit_raises_state_unavailable_and_the_store_keeps_reading(tmp_path):
     store = EditorialStore(tmp_path / "editorial.sqlite")
     store.take_down("kept", "a", "b")
-    store._db.execute("PRAGMA max_page_count = 1")
+    store.db.connection().execute("PRAGMA max_page_count = 1")
     with pytest.raises(StateUnavailable):
         for i in range(50):
             store.take_down(f"lost{i}", "a", "x" * 500)
-    assert "kept" in store.rules().taken_down and not store._db.in_transaction
+    assert "kept" in store.rules().taken_down and not store.db.connection().in_transaction
 
 
 def test_backup_state_copies_consistently_while_open(client, app_settings, tmp_path, runner):
