@@ -111,7 +111,7 @@ def update_graph(path: Path, previous: PreviousSearch, vectors: np.ndarray, layo
     graph = Index.restore(str(path), view=False)  # in memory and with its key table: both are updated
     if graph is None:
         raise ValueError(f"{path.name} is not a usearch graph")
-    graph.expansion_add = layout.expansion_add
+    graph.expansion_add, graph.expansion_search = layout.expansion_add, layout.expansion_search  # not in the file
     old_rows = np.arange(len(previous.old_to_new), dtype=np.uint64)
     gone = previous.old_to_new < 0
     if gone.any():
@@ -214,13 +214,16 @@ def best_members(owners: np.ndarray, rows: np.ndarray, dense: Mapping[str, np.nd
     return chosen.astype(np.int32)
 
 
-def list_overlap(lists: np.ndarray, reference: np.ndarray, vectors: np.ndarray, k: int | None = None) -> float:
+def list_overlap(lists: np.ndarray, reference: np.ndarray, vectors: np.ndarray, k: int | None = None,
+                 rows: np.ndarray | None = None) -> float:
     """Mean share of each reference list's rows that lists holds too; with k, of the k best of each list by inner
     product with its row's vector (what a query of k suggestions mostly ranks), else of the whole lists.
 
-    lists, reference : (n, width) rows with NO_NEIGHBOUR padding; vectors : (n, dim) of one signal."""
+    lists, reference : (q, width) rows with NO_NEIGHBOUR padding, the lists of `rows` (default: of rows 0 .. q - 1);
+    vectors : (n, dim) of one signal."""
     shares = []
-    for row, (found, wanted) in enumerate(zip(np.asarray(lists), np.asarray(reference))):
+    owners = range(len(lists)) if rows is None else rows
+    for row, found, wanted in zip(owners, np.asarray(lists), np.asarray(reference)):
         found, wanted = found[found >= 0], wanted[wanted >= 0]
         if k is not None:
             query = np.asarray(vectors[row], dtype=np.float32)
