@@ -29,6 +29,7 @@ from ..index.snapshot import (
     profile_fingerprint,
     publish,
     remove_unfinished,
+    verify_files,
     write_snapshot,
 )
 from ..ingest.corpus import (
@@ -240,6 +241,11 @@ def _search_plan(published: Snapshot | None, compared: Comparison, expected: dic
     plan = plan_search(published.manifest if published else None, published.path if published else None,
                        compared.old_to_new, compared.fresh, compared.counts["deleted"], expected, signals, layout,
                        settings.incremental_max_share, guards.rebuild)
+    if plan.previous is not None:
+        try:  # its graphs and lists are carried into the new snapshot: a flipped byte must not be
+            verify_files(plan.previous.directory, published.manifest)
+        except IndexProblem as exc:
+            plan = SearchPlan(reason=f"the published snapshot failed verification ({exc})")
     if published is not None and published.manifest.get("graphs"):
         how = f"updated from {plan.previous.version}" if plan.previous else f"built anew: {plan.reason}"
         event("search_plan", f"search structures {how}", incremental=plan.previous is not None, reason=plan.reason)

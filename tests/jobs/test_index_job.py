@@ -100,5 +100,8 @@ def test_search_structures_are_updated_unless_rebuilt_or_much_changed(tmp_path, 
     assert record["mode"] == "incremental" and record["from"] == first
     assert abs(record["changed_since_full"] - share) < 1e-6
     assert run(records[:-1], rebuild=True)[1]["reason"] == "asked for (--rebuild)"
+    lists = resolve_snapshot(settings.index_dir) / "candidates.npy"
+    lists.write_bytes(lists.read_bytes()[:-1] + b"\x01")  # a flipped byte is not carried into the next snapshot
+    assert "failed verification" in run(records[:-1] + [{**records[0], "id": "copy"}])[1]["reason"]
     settings = settings.replace(incremental_max_share=share / 2)
-    assert "incremental_max_share" in run(records[:-1] + [{**records[0], "id": "copy"}])[1]["reason"]
+    assert "incremental_max_share" in run(records[:-1])[1]["reason"]  # the copy deleted: more than half of share
