@@ -23,7 +23,7 @@ from recommender.jobs.index_job import compare_rows
 
 PROFILE = Profile("incr", (SignalSpec("use", "use", USE_VIEW, 0.9), SignalSpec("tfidf", "tfidf", TFIDF_VIEW, 0.1)))
 N, STORIES, DIM = 2000, 400, 24
-LAYOUT = SearchLayout(ann_min_articles=100, candidates=20, vector_dtype="float32")
+LAYOUT = SearchLayout(ann_min_articles=100, candidates=20, vector_dtype="float32", threads=1)  # deterministic
 
 
 def unit(vectors):
