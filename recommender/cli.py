@@ -54,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
                             "max_skip_share of the records are skipped")
     index.add_argument("--profile-change", action="store_true",
                        help="publish even though the published index was built with another profile")
+    index.add_argument("--rebuild", action="store_true",
+                       help="build the neighbour graphs and candidate lists anew instead of updating the published "
+                            "ones (see incremental_max_share)")
     index.add_argument("--cluster", metavar="tcp://HOST:PORT",
                        help="embed on the workers of this Dask scheduler (setting cluster)")
     index.add_argument("--quiet", action="store_true", help="only errors and the final summary")
@@ -137,8 +140,9 @@ def cmd_index(args: argparse.Namespace) -> int:
                  cluster=settings.cluster or None)
     try:
         with _sigterm_interrupts():
+            guards = Guards(args.allow_shrink, args.profile_change, args.rebuild)
             summary = build_index(args.corpus, settings.index_dir, settings, args.skip_invalid,
-                                  joblog.progress_for(mode), Guards(args.allow_shrink, args.profile_change))
+                                  joblog.progress_for(mode), guards)
     except PublishRefused as exc:
         return _report_failure(args, f"error: refusing to publish: {exc}", EXIT_REFUSED)
     for problem in summary.skipped:

@@ -165,6 +165,11 @@ class Settings:
         5_000, "Indexes with at least this many articles get an approximate-neighbour graph and precomputed candidate lists; smaller ones are scanned exactly."
     )
     candidates: int = _setting(100, "Candidates per article kept in the precomputed lists (and fetched from the graph) before re-ranking.")
+    incremental_max_share: float = _setting(
+        0.2, "An index run updates the published graphs and candidate lists instead of rebuilding them while at "
+        "most this share of the index changed (new, changed and deleted articles) since the last full build; "
+        "beyond it, or with `recommender index --rebuild`, they are built anew."
+    )
     ann_expansion: int = _setting(200, "Breadth of an approximate-neighbour search (usearch `expansion_search`): higher is slower and closer to exact.")
 
     @property
@@ -240,7 +245,7 @@ def _build(values: Mapping[str, Any]) -> Settings:
             raise ConfigError(f"setting {name!r} must be at least 1")
     if not 0.0 <= settings.recency_weight <= 1.0:
         raise ConfigError("setting 'recency_weight' must be between 0 and 1")
-    for name in ("max_delete_share", "max_skip_share"):
+    for name in ("max_delete_share", "max_skip_share", "incremental_max_share"):
         if not 0.0 <= getattr(settings, name) <= 1.0:
             raise ConfigError(f"setting {name!r} must be between 0 and 1")
     if settings.reload_interval < 0:

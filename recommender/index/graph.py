@@ -109,26 +109,28 @@ def candidate_lists(
     layout: SearchLayout,
     on_rows: Callable[[int], None] | None = None,
     block: int = 4096,
+    rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each article's nearest other articles in each graph, `layout.candidates` per graph:
-    (n, candidates * graphs) int32, padded with NO_NEIGHBOUR.
+    (n, candidates * graphs) int32, padded with NO_NEIGHBOUR; with rows (int64), only those articles' lists,
+    (len(rows), candidates * graphs) in that order (an incremental update).
 
     Not re-scored here: every query re-scores its list with all weighted signals and freshness anyway, and
     the graphs cover the signals that carry the score (re-scoring a million lists at build time cost more
     than building the graphs)."""
-    n = next(iter(dense.values())).shape[0]
-    lists = np.full((n, layout.candidates * len(graphs)), NO_NEIGHBOUR, dtype=np.int32)
-    for start in range(0, n, block):
-        rows = np.arange(start, min(start + block, n))
-        found = search_graphs(graphs, {name: dense[name][rows] for name in graphs}, layout.candidates + 1,
+    queried = np.arange(next(iter(dense.values())).shape[0]) if rows is None else np.asarray(rows)
+    lists = np.full((len(queried), layout.candidates * len(graphs)), NO_NEIGHBOUR, dtype=np.int32)
+    for start in range(0, len(queried), block):
+        some = queried[start:start + block]
+        found = search_graphs(graphs, {name: dense[name][some] for name in graphs}, layout.candidates + 1,
                               layout.threads)
-        found = _unique_per_row(found, rows)
+        found = _unique_per_row(found, some)
         # Real rows first, in graph order; the padding (NO_NEIGHBOUR) after them.
         order = np.argsort(found < 0, axis=1, kind="stable")
         found = np.take_along_axis(found, order, axis=1)[:, : lists.shape[1]]
-        lists[rows, : found.shape[1]] = found
+        lists[start:start + len(some), : found.shape[1]] = found
         if on_rows is not None:
-            on_rows(rows.size)
+            on_rows(some.size)
     return lists
 
 

@@ -29,6 +29,7 @@ from .graph import (
     open_graph,
     search_graphs,
 )
+from .incremental import PreviousSearch, update_graph, update_lists
 
 # Filters so narrow that the wide graph search finds too few candidates: scan the allowed rows exactly when
 # they are at most this many (tens of milliseconds); beyond, answer with what the wide graph search found.
@@ -153,6 +154,18 @@ class GraphSearch:
             self.graphs_[name] = build_graph(dense[name], self.layout)
         with log_progress()("candidate lists", self.n_rows_) as lines:
             self.lists_ = candidate_lists(dense, self.graphs_, self.layout, on_rows=lines.update)
+        return self
+
+    def update(self, dense: Mapping[str, np.ndarray], previous: PreviousSearch) -> "GraphSearch":
+        """Update the previous snapshot's graphs and lists for the rows that changed instead of building them
+        (incremental.py); dense as for build, the new snapshot's vectors. The previous files are only read."""
+        self.n_rows_ = int(dense[self.signals[0]].shape[0])
+        event("progress", f"updating the search structures of {previous.version}: {len(previous.fresh)} new or "
+              f"changed of {self.n_rows_} articles", stage="search structures")
+        self.graphs_ = {name: update_graph(previous.directory / f"graph_{name}.usearch", previous, dense[name],
+                                           self.layout) for name in self.signals}
+        lists = np.load(previous.directory / "candidates.npy", mmap_mode="r", allow_pickle=False)
+        self.lists_ = update_lists(lists, previous, dense, self.graphs_, self.layout)
         return self
 
     def search(self, queries: Queries, count: int) -> np.ndarray:

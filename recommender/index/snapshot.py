@@ -44,6 +44,7 @@ from ..ingest.profiles import Profile
 from ..ingest.textprep import TEXTPREP_VERSION, make_teaser
 from ..stages import stage
 from .graph import SearchLayout, graph_signals
+from .incremental import SearchPlan
 from .metadata import (
     ArticleTable,
     RowLookup,
@@ -249,9 +250,11 @@ def write_snapshot(
     identities: Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
     layout: SearchLayout = SearchLayout(),
+    plan: SearchPlan = SearchPlan(),
 ) -> Path:
     """Write a complete snapshot into the new directory target and return it; large ones (layout) get
-    neighbour graphs and candidate lists (timed as the job stage 'search structures')."""
+    neighbour graphs and candidate lists (timed as the job stage 'search structures'), built anew or updated
+    from a previous snapshot's as the plan says (manifest: `search_build`)."""
     if "tfidf" not in arrays.sparse:
         raise ValueError("a snapshot needs the word TF-IDF signal")
     target.mkdir(parents=True)
@@ -289,15 +292,7 @@ def write_snapshot(
         (target / f"sparse_{name}_vocabulary.json").write_text(
             json.dumps(model.vocabulary_, ensure_ascii=False), encoding="utf-8"
         )
-    # A profile without dense signals (the TF-IDF baseline) has nothing to build a graph over: scanned exactly.
-    if n >= max(layout.ann_min_articles, 2) and graph_signals(profile):
-        with stage("search structures"):
-            # Built from the vectors as they are stored, so candidate lists and queries score the same numbers.
-            stored = {name: np.load(target / f"dense_{name}.npy", mmap_mode="r", allow_pickle=False)
-                      for name in arrays.dense}
-            entries = GraphSearch(graph_signals(profile), layout).build(stored).save(target)
-    else:
-        entries = ExactSearch().save(target)
+    entries = _search_structures(target, list(arrays.dense), n, profile, layout, plan)
     files = {p.name: {"xxh3_128": _digest(p), "bytes": p.stat().st_size} for p in sorted(target.iterdir())}
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -320,6 +315,20 @@ def write_snapshot(
     tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, target / "manifest.json")
     return target
+
+
+def _search_structures(target: Path, dense: list[str], n: int, profile: Profile, layout: SearchLayout,
+                       plan: SearchPlan) -> dict[str, Any]:
+    """Write the snapshot's search structures (graphs and lists when large enough); returns their manifest entries."""
+    # A profile without dense signals (the TF-IDF baseline) has nothing to build a graph over: scanned exactly.
+    if n < max(layout.ann_min_articles, 2) or not graph_signals(profile):
+        return ExactSearch().save(target)
+    with stage("search structures"):
+        # Built from the vectors as they are stored, so candidate lists and queries score the same numbers.
+        stored = {name: np.load(target / f"dense_{name}.npy", mmap_mode="r", allow_pickle=False) for name in dense}
+        search = GraphSearch(graph_signals(profile), layout)
+        search = search.update(stored, plan.previous) if plan.previous else search.build(stored)
+        return {**search.save(target), "search_build": plan.record()}
 
 
 def _manifest_checksum(files: Mapping[str, Any]) -> str:

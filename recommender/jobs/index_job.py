@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import numpy as np
+
 from ..config import Settings
 from ..embed.cluster import dask_executor
 from ..embed.vectors import SignalArrays
 from ..engine import signal_encoder
-from ..index.graph import SearchLayout
+from ..index.graph import SearchLayout, graph_signals
+from ..index.incremental import SearchPlan, plan_search
 from ..index.snapshot import (
     IndexProblem,
     Snapshot,
@@ -26,6 +29,7 @@ from ..index.snapshot import (
     profile_fingerprint,
     publish,
     remove_unfinished,
+    verify_files,
     write_snapshot,
 )
 from ..ingest.corpus import (
@@ -55,6 +59,7 @@ class Guards:
 
     allow_shrink: bool = False
     profile_change: bool = False
+    rebuild: bool = False  # build the search structures anew instead of updating the published ones
 
 
 @contextmanager
@@ -142,7 +147,8 @@ def _build(
             if not loaded.articles:
                 raise CorpusError("the corpus holds no valid article")
             published = _published(index_dir)
-            changes = compare_with_published(published, loaded.articles)
+            compared = compare_rows(published, loaded.articles)
+            changes = compared.counts
             check_guards(published, loaded, changes, settings, guards)
 
         profile = get_profile(settings.profile)
@@ -157,11 +163,13 @@ def _build(
 
         target = new_snapshot_dir(index_dir)
         identities = encoder.identities()
+        layout = SearchLayout.from_settings(settings)
+        plan = _search_plan(published, compared, profile_fingerprint(profile, identities), graph_signals(profile),
+                            layout, settings, guards)
         try:
             with stage("write"):
                 write_snapshot(target, loaded.articles, arrays, profile, identities,
-                               extra={"skipped_invalid": len(loaded.problems)},
-                               layout=SearchLayout.from_settings(settings))
+                               extra={"skipped_invalid": len(loaded.problems)}, layout=layout, plan=plan)
             with stage("verify"):
                 # Read back what was written before anyone is pointed at it.
                 load_snapshot(target, expected=profile_fingerprint(profile, identities), verify=True,
@@ -187,25 +195,61 @@ def _published(index_dir: str | Path) -> Snapshot | None:
         return None
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """How the corpus differs from the published snapshot, in counts and in rows.
+
+    counts : new, changed (text), metadata_changed, unchanged, deleted articles
+    old_to_new : (n_published,) int64, each published row's row in this run, -1 when deleted or its text changed
+    fresh : (new + changed,) int64 rows of this run whose vectors the published snapshot does not hold
+    """
+
+    counts: dict[str, int]
+    old_to_new: np.ndarray
+    fresh: np.ndarray
+
+
 def compare_with_published(published: Snapshot | None, articles: Sequence[Article]) -> dict[str, int]:
     """How the corpus differs from the published snapshot: new, changed (text), metadata changed (section,
     date, URL, tags, author), unchanged and deleted articles."""
-    # Only the hash and a digest of the metadata per id: a million published rows must not be held as dicts.
-    previous = ({a["id"]: (a["content_hash"], _digest({k: a.get(k) for k in _METADATA})) for a in published.articles}
-                if published is not None else {})
+    return compare_rows(published, articles).counts
+
+
+def compare_rows(published: Snapshot | None, articles: Sequence[Article]) -> Comparison:
+    """How the corpus differs from the published snapshot, with the row mapping an incremental update needs."""
+    # Only the row, hash and a digest of the metadata per id: a million published rows must not be held as dicts.
+    previous = ({a["id"]: (row, a["content_hash"], _digest({k: a.get(k) for k in _METADATA}))
+                 for row, a in enumerate(published.articles)} if published is not None else {})
     counts = {"new": 0, "changed": 0, "metadata_changed": 0, "unchanged": 0}
-    for article in articles:
+    old_to_new = np.full(len(previous), -1, dtype=np.int64)
+    fresh = []
+    for row, article in enumerate(articles):
         stored = previous.get(article.id)
-        if stored is None:
-            counts["new"] += 1
-        elif stored[0] != article.content_hash():
-            counts["changed"] += 1
-        elif stored[1] != _digest(descriptive_metadata(article)):
-            counts["metadata_changed"] += 1
-        else:
-            counts["unchanged"] += 1
+        if stored is None or stored[1] != article.content_hash():
+            counts["new" if stored is None else "changed"] += 1
+            fresh.append(row)
+            continue
+        old_to_new[stored[0]] = row
+        counts["unchanged" if stored[2] == _digest(descriptive_metadata(article)) else "metadata_changed"] += 1
     counts["deleted"] = len(previous.keys() - {a.id for a in articles})
-    return counts
+    return Comparison(counts, old_to_new, np.array(fresh, dtype=np.int64))
+
+
+def _search_plan(published: Snapshot | None, compared: Comparison, expected: dict[str, object], signals: list[str],
+                 layout: SearchLayout, settings: Settings, guards: Guards) -> SearchPlan:
+    """Whether this run updates the published search structures or builds them anew (announced either way)."""
+    plan = plan_search(published.manifest if published else None, published.path if published else None,
+                       compared.old_to_new, compared.fresh, compared.counts["deleted"], expected, signals, layout,
+                       settings.incremental_max_share, guards.rebuild)
+    if plan.previous is not None:
+        try:  # its graphs and lists are carried into the new snapshot: a flipped byte must not be
+            verify_files(plan.previous.directory, published.manifest)
+        except IndexProblem as exc:
+            plan = SearchPlan(reason=f"the published snapshot failed verification ({exc})")
+    if published is not None and published.manifest.get("graphs"):
+        how = f"updated from {plan.previous.version}" if plan.previous else f"built anew: {plan.reason}"
+        event("search_plan", f"search structures {how}", incremental=plan.previous is not None, reason=plan.reason)
+    return plan
 
 
 _METADATA = ("url", "published_at", "section", "tags", "author")  # the keys of index.descriptive_metadata

@@ -75,3 +75,33 @@ def test_a_second_job_on_the_same_index_is_refused_while_the_first_runs(tmp_path
         assert main(["index", str(corpus), "--index", settings.index_dir, "--profile", "tfidf", "--quiet"]) == 1
         assert "another index job" in capsys.readouterr().err
     assert jobs.build_index([corpus], settings.index_dir, settings).articles == 3  # free again
+
+
+def test_search_structures_are_updated_unless_rebuilt_or_much_changed(tmp_path, settings):
+    """Over the sample corpus (embedded from the repository's cache) with graphs from 10 articles on."""
+    from conftest import CORPUS
+
+    from recommender.ingest.corpus import load_corpus
+
+    records = [a.to_json() for a in load_corpus([CORPUS]).articles]
+    settings = settings.replace(ann_min_articles=10, candidates=5)
+    corpus = tmp_path / "c.jsonl"
+
+    def run(subset, **guards):
+        write_jsonl(corpus, subset)
+        summary = jobs.build_index([corpus], settings.index_dir, settings, guards=jobs.Guards(**guards))
+        return summary.snapshot.name, load_snapshot(summary.snapshot).manifest["search_build"]
+
+    first, record = run(records[:-1])
+    assert record["mode"] == "full"
+    # One new article (a known text under a new id: nothing to embed) is within incremental_max_share.
+    share = 1 / (len(records) - 1)
+    second, record = run(records[:-1] + [{**records[0], "id": "copy"}])
+    assert record["mode"] == "incremental" and record["from"] == first
+    assert abs(record["changed_since_full"] - share) < 1e-6
+    assert run(records[:-1], rebuild=True)[1]["reason"] == "asked for (--rebuild)"
+    lists = resolve_snapshot(settings.index_dir) / "candidates.npy"
+    lists.write_bytes(lists.read_bytes()[:-1] + b"\x01")  # a flipped byte is not carried into the next snapshot
+    assert "failed verification" in run(records[:-1] + [{**records[0], "id": "copy"}])[1]["reason"]
+    settings = settings.replace(incremental_max_share=share / 2)
+    assert "incremental_max_share" in run(records[:-1])[1]["reason"]  # the copy deleted: more than half of share
