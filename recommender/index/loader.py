@@ -1,0 +1,117 @@
+"""Opening a newly published snapshot off the request path: one background thread at a time prepares it
+(opens it, verifies every file's checksum, whatever else the caller needs) and hands the result over whole,
+for the caller to swap in with one reference while its requests go on with the snapshot they have.
+
+The thread is an operating-system thread even in a gevent worker, where `threading` is patched into greenlets:
+a greenlet verifying 4 GB would hold the worker's only thread for the whole second and stall every request of
+that worker, which is what this module is for. It runs at the lowest CPU priority, so on a busy machine the
+workers' requests come first and the verification takes the idle time.
+"""
+from __future__ import annotations
+
+import _thread
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+LOWEST_PRIORITY = 19  # nice value of the loading thread
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one background preparation ended: its result, or the exception that stopped it."""
+
+    target: Path
+    result: Any = None
+    error: BaseException | None = None
+    seconds: float = 0.0
+
+
+def native(name: str) -> Any:
+    """_thread's own function `name`, also in a process where gevent patched it to make greenlets."""
+    monkey = sys.modules.get("gevent.monkey")  # never imported here: only a process that uses gevent has it
+    return monkey.get_original("_thread", name) if monkey is not None else getattr(_thread, name)
+
+
+def lowest_priority() -> None:
+    """Make the calling thread the last to get a CPU (on Linux the nice value is per thread); best effort."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, LOWEST_PRIORITY)
+    except (AttributeError, OSError):  # not Linux, or a sandbox that refuses: it only loads slower elsewhere
+        pass
+
+
+class BackgroundLoader:
+    """Runs one preparation at a time in a background thread and keeps its outcome until it is taken.
+
+    A daemon thread in effect (the process never waits for it on exit). After a fork the child starts afresh:
+    threads do not survive fork, so a preparation the parent had running is not the child's.
+    """
+
+    def __init__(self) -> None:
+        self._start_afresh()
+
+    def _start_afresh(self) -> None:
+        self._pid = os.getpid()
+        # Released by the loading thread itself, so a plain lock, and a real one even under gevent.
+        self._idle = native("allocate_lock")()  # held while a preparation runs
+        self._outcome: Outcome | None = None
+        self.target: Path | None = None  # what is being (or was last) prepared
+
+    def _here(self) -> None:
+        if self._pid != os.getpid():
+            self._start_afresh()
+
+    def begin(self, target: Path, prepare: Callable[[], Any]) -> bool:
+        """Start prepare() in the background unless a preparation runs or its outcome is not taken yet;
+        True if started."""
+        self._here()
+        if self._outcome is not None or not self._idle.acquire(False):
+            return False
+        self.target = target
+        try:
+            native("start_new_thread")(self._run, (target, prepare))
+        except BaseException:
+            self._idle.release()
+            raise
+        return True
+
+    def _run(self, target: Path, prepare: Callable[[], Any]) -> None:
+        started, result, error = time.monotonic(), None, None
+        try:
+            lowest_priority()
+            result = prepare()
+        except BaseException as exc:  # handed over to be logged where requests run; a thread must not die mute
+            error = exc
+        finally:
+            self._outcome = Outcome(target, result, error, time.monotonic() - started)
+            self._idle.release()
+
+    @property
+    def running(self) -> bool:
+        """Whether a preparation is running now."""
+        self._here()
+        return self._idle.locked()
+
+    @property
+    def done(self) -> bool:
+        """Whether an outcome waits to be taken (one attribute read: cheap enough for every request)."""
+        return self._outcome is not None
+
+    def take(self) -> Outcome | None:
+        """The outcome of the finished preparation, once; None while one runs or if none is left. Callers
+        that take from several threads hold a lock around it."""
+        outcome, self._outcome = self._outcome, None
+        return outcome
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until no preparation runs, at most timeout seconds (None: as long as it takes); True if none
+        runs. Blocks the whole thread, also under gevent: for tests and commands, never for a request."""
+        self._here()
+        if not self._idle.acquire(True, -1 if timeout is None else max(timeout, 0.0)):
+            return False
+        self._idle.release()
+        return True

@@ -1,0 +1,97 @@
+"""The background loader: one preparation at a time, in a real thread (also under gevent), at the lowest CPU
+priority, its outcome (result or exception) taken once, and nothing of a parent's load left after a fork."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from recommender.index.loader import LOWEST_PRIORITY, BackgroundLoader
+
+WAIT = 30.0  # seconds; only reached when a test fails
+
+
+def test_one_preparation_at_a_time_and_its_result_taken_once():
+    loader, release, calls = BackgroundLoader(), threading.Event(), []
+
+    def prepare() -> str:
+        calls.append(threading.get_ident())
+        assert release.wait(WAIT)
+        return "ready"
+
+    assert loader.begin(Path("a"), prepare)
+    assert loader.running and not loader.done and not loader.wait(timeout=0)
+    assert not loader.begin(Path("b"), prepare)  # one at a time
+    release.set()
+    assert loader.wait(WAIT) and loader.done and not loader.running
+    assert not loader.begin(Path("b"), prepare)  # not before the outcome is taken
+    outcome = loader.take()
+    assert outcome.target == Path("a") and outcome.result == "ready" and outcome.error is None
+    assert outcome.seconds >= 0 and loader.take() is None
+    assert calls == [calls[0]] and calls[0] != threading.get_ident()  # in a thread of its own
+
+
+def test_an_exception_is_handed_over_not_lost():
+    loader = BackgroundLoader()
+
+    def broken() -> None:
+        raise ValueError("checksum")
+
+    assert loader.begin(Path("a"), broken) and loader.wait(WAIT)
+    outcome = loader.take()
+    assert isinstance(outcome.error, ValueError) and outcome.result is None
+    assert loader.begin(Path("b"), lambda: 1) and loader.wait(WAIT) and loader.take().result == 1
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_it_prepares_at_the_lowest_priority_and_leaves_the_callers_alone():
+    loader = BackgroundLoader()
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    assert loader.begin(Path("a"), lambda: os.getpriority(os.PRIO_PROCESS, 0)) and loader.wait(WAIT)
+    assert loader.take().result == LOWEST_PRIORITY and os.getpriority(os.PRIO_PROCESS, 0) == before
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_inherit_the_parents_running_load():
+    loader, release = BackgroundLoader(), threading.Event()
+    assert loader.begin(Path("a"), lambda: release.wait(WAIT))
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's thread is not here, so nothing runs and a new load may start
+        ok = not loader.running and loader.begin(Path("b"), lambda: 2) and loader.wait(WAIT)
+        os._exit(0 if ok and loader.take().result == 2 else 1)
+    _, status = os.waitpid(pid, 0)
+    release.set()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert loader.wait(WAIT) and loader.take().target == Path("a")
+
+
+GEVENT_CHILD = """
+from gevent import monkey; monkey.patch_all()
+import _thread, gevent
+from pathlib import Path
+from recommender.index.loader import BackgroundLoader
+
+held = monkey.get_original("_thread", "allocate_lock")()
+held.acquire()
+# A greenlet that blocks on a real lock stops its whole thread: only a real thread gets past this while the
+# main greenlet goes on to release it.
+loader = BackgroundLoader()
+loader.begin(Path("a"), lambda: "native" if held.acquire(True, 5) else "stalled the worker")
+gevent.sleep(0.01)  # what a worker does between requests: let other greenlets run
+held.release()
+assert loader.wait(10)
+print(loader.take().result)
+"""
+
+
+def test_under_gevent_the_load_runs_in_a_real_thread_not_a_greenlet():
+    pytest.importorskip("gevent")
+    done = subprocess.run([sys.executable, "-c", GEVENT_CHILD], capture_output=True, text=True, timeout=60,
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "native"
