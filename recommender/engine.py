@@ -182,16 +182,18 @@ class Recommender:
             outcome = self._loader.take()  # under the lock: one thread swaps it
             if outcome is None:
                 return
-            if outcome.error is not None:
+            if outcome.error is None:
+                prepared: Prepared = outcome.result
+                self._upcoming, self._newest = (prepared.served, prepared.upcoming), prepared.newest
+                self.base, self.snapshot, self._live_version = prepared.base, prepared.served, prepared.live_version
+            else:
                 self._refused = outcome.target  # not retried on every look; a newer publish is tried again
-                log.error("not switching to snapshot %s, still serving %s: %s", outcome.target, self.base.version,
-                          outcome.error, exc_info=None if isinstance(outcome.error, IndexProblem) else outcome.error)
-                return
-            prepared: Prepared = outcome.result
-            self._upcoming, self._newest = (prepared.served, prepared.upcoming), prepared.newest
-            self.base, self.snapshot, self._live_version = prepared.base, prepared.served, prepared.live_version
-        log.info("now serving snapshot %s (opened and verified in the background in %.2f s)",
-                 prepared.base.version, outcome.seconds)
+        if outcome.error is None:
+            log.info("now serving snapshot %s (opened and verified in the background in %.2f s)",
+                     outcome.result.base.version, outcome.seconds)
+        else:
+            log.error("not switching to snapshot %s, still serving %s: %s", outcome.target, self.base.version,
+                      outcome.error, exc_info=None if isinstance(outcome.error, IndexProblem) else outcome.error)
 
     def _lay_live(self) -> None:
         """Lay the live articles over the base again if another process (or request) changed them."""
