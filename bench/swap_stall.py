@@ -1,0 +1,153 @@
+"""p99 of the related endpoint while two new snapshots are published under a running server, against its steady p99.
+
+    nice -n 10 .venv/bin/python bench/swap_stall.py --index /tmp/syn1000000 [--code /tmp/old-checkout] [--rounds 2]
+
+The source index's current snapshot is linked (hard links, `os.link`: nothing of the source is ever written)
+into a scratch index directory beside it, which `recommender serve` (2 workers, reload_interval 1 s) serves.
+wrk requests related lists of random ids at a steady rate (--rate over --connections, each connection paced
+by wrk's delay(); many connections, so a stalled worker holds many requests, as an open-loop client would)
+for --seconds to measure the steady p99, then for --seconds again while two snapshots are published: each a
+new set of hard links to the same files under a new name and manifest, published with `publish` (the index
+job's atomic re-pointing of `current`), so that every worker opens and verifies a whole snapshot (4.4 GB at
+1,000,000 articles; its pages are in the page cache, as those of a snapshot just written would be).
+
+Prints p50, p99, p99.9 and the maximum of both windows, the ratio of their p99 and the versions the answers
+came from, for each code checkout given (--code, repeatable; default this one), alternated --rounds times.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from http_load import parse_wrk, random_ids, related_script, serving, wrk  # noqa: E402
+
+from recommender.index.snapshot import (  # noqa: E402
+    load_snapshot,
+    new_snapshot_dir,
+    publish,
+    resolve_snapshot,
+)
+
+# Appended to http_load's related script: paced connections, and what wrk's summary leaves out.
+PACED = """
+local pause = %d
+function delay() return math.random(0, 2 * pause) end  -- random, or the connections would stay in lockstep
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) versions = "" ; seen = {} end
+function response(status, headers, body)
+  local v = body:match('"index_version":"([^"]+)"')
+  if v and not seen[v] then seen[v] = true ; versions = versions .. v .. " " end
+end
+function done(summary, latency, requests)
+  local all = ""
+  for _, t in ipairs(threads) do all = all .. t:get("versions") end
+  io.write(string.format("TAIL p999=%%d max=%%d versions=%%s\\n", latency:percentile(99.9), latency.max, all))
+end
+"""
+PUBLISH_AT = (0.2, 0.55)  # when the two snapshots are published, as fractions of the window
+
+
+def linked_snapshot(source: Path, index_dir: Path) -> Path:
+    """A new snapshot directory of index_dir whose files are hard links to source's, under a name of its own."""
+    target = new_snapshot_dir(index_dir)
+    shutil.copytree(source, target, copy_function=os.link)
+    manifest = json.loads((source / "manifest.json").read_text(encoding="utf-8"))
+    manifest["snapshot"] = target.name  # the version answers name; the checksums cover the data files only
+    fresh = target / "manifest.json.new"
+    fresh.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    os.replace(fresh, target / "manifest.json")  # replaces the link in target; the source's file is untouched
+    return target
+
+
+def window(base: str, script: Path, args: argparse.Namespace, publish_into: Path | None = None) -> dict:
+    """wrk's figures over one window, publishing two linked snapshots into publish_into during it if given."""
+    timers = []
+    if publish_into is not None:
+        source = resolve_snapshot(publish_into)
+        timers = [threading.Timer(args.seconds * at, lambda: publish(publish_into, linked_snapshot(source,
+                                  publish_into), keep=10)) for at in PUBLISH_AT]
+    for timer in timers:
+        timer.start()
+    output = wrk(base + "/", args.seconds, args.connections, str(script))
+    for timer in timers:
+        timer.join()
+    tail = re.search(r"TAIL p999=(\d+) max=(\d+) versions=(.*)", output)
+    return {**parse_wrk(output), "p999_ms": int(tail.group(1)) / 1e3, "max_ms": int(tail.group(2)) / 1e3,
+            "versions": len(set(tail.group(3).split()))}
+
+
+def served_versions(base: str, tries: int = 20) -> set[str]:
+    """The index versions /readyz names over a few requests (each may reach either worker)."""
+    return {json.loads(urllib.request.urlopen(base + "/readyz", timeout=5).read())["index_version"]
+            for _ in range(tries)}
+
+
+def run(code: Path, scratch: Path, source: Path, script: Path, args: argparse.Namespace) -> dict:
+    """Steady and publishing windows of one server running code's checkout."""
+    index_dir = Path(tempfile.mkdtemp(prefix="index-", dir=scratch))
+    publish(index_dir, linked_snapshot(source, index_dir), keep=10)
+    env = {**os.environ, "PYTHONPATH": str(code), "RECOMMENDER_PROFILE": args.profile,
+           "RECOMMENDER_STATE_DIR": str(index_dir / "state"), "RECOMMENDER_CACHE_DIR": ""}
+    with serving(str(index_dir), env, cwd=str(code)) as (base, _, _):
+        wrk(base + "/", 2, args.connections, str(script))  # warm-up: both workers, the pages of the first snapshot
+        steady = window(base, script, args)
+        during = window(base, script, args, publish_into=index_dir)
+        time.sleep(3)  # both workers have looked again (reload_interval 1 s) and, new code, swapped in
+        newest = resolve_snapshot(index_dir).name
+        after = served_versions(base)
+    return {"steady": steady, "publishing": during, "serves_newest": after == {newest}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--index", required=True, help="source index directory (only read)")
+    parser.add_argument("--code", action="append", help="checkout whose code serves (repeatable; default: this one)")
+    parser.add_argument("--profile", default="default", help="profile the index was built with")
+    parser.add_argument("--seconds", type=int, default=10, help="length of each measured window")
+    parser.add_argument("--rate", type=float, default=200.0, help="related requests per second, all connections")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--query", default="?min_relatedness=0",
+                        help="query string of every request (synthetic vectors have relatedness 0)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk not found: apt-get install wrk")
+    source = resolve_snapshot(args.index)
+    codes = [Path(c).resolve() for c in args.code or [REPO]]
+    scratch = Path(tempfile.mkdtemp(prefix="swap-stall-", dir=source.parent.parent.parent))  # same file system
+    try:
+        script = scratch / "paced.lua"
+        pause_ms = round(1e3 * args.connections / args.rate)
+        script.write_text(related_script(random_ids(load_snapshot(source, verify=False)), args.query)
+                          + PACED % pause_ms)
+        print(f"{source}: {args.rate:.0f} req/s over {args.connections} connections (pauses of {pause_ms} ms on average), "
+              f"windows of {args.seconds} s, publishes at {', '.join(f'{a * args.seconds:.1f}' for a in PUBLISH_AT)} s")
+        for round_ in range(1, args.rounds + 1):
+            for code in codes:
+                result = run(code, scratch, source, script, args)
+                steady, during = result["steady"], result["publishing"]
+                print(f"  round {round_} {code}: p99 ratio {during['p99_ms'] / steady['p99_ms']:.2f}; newest served "
+                      f"after: {result['serves_newest']}")
+                for name, r in (("steady", steady), ("publishing", during)):
+                    print(f"    {name:<10} {r['requests_per_s']:6.0f} req/s  p50 {r['p50_ms']:7.2f}  p99 {r['p99_ms']:7.2f}"
+                          f"  p99.9 {r['p999_ms']:7.1f}  max {r['max_ms']:7.1f} ms  versions {r['versions']}"
+                          f"  non-2xx {r['non_2xx']}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # links only: the source's files keep their other name
+
+
+if __name__ == "__main__":
+    main()
