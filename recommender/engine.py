@@ -189,7 +189,7 @@ class Recommender:
             else:
                 self._refused = outcome.target  # not retried on every look; a newer publish is tried again
         if outcome.error is None:
-            log.info("now serving snapshot %s (opened and verified in the background in %.2f s)",
+            log.info("now serving snapshot %s (opened and verified in the background, ready after %.2f s)",
                      outcome.result.base.version, outcome.seconds)
         else:
             log.error("not switching to snapshot %s, still serving %s: %s", outcome.target, self.base.version,

@@ -4,18 +4,25 @@ for the caller to swap in with one reference while its requests go on with the s
 
 The thread is an operating-system thread even in a gevent worker, where `threading` is patched into greenlets:
 a greenlet verifying 4 GB would hold the worker's only thread for the whole second and stall every request of
-that worker, which is what this module is for. It runs at the lowest CPU priority, so on a busy machine the
-workers' requests come first and the verification takes the idle time.
+that worker. It runs at the lowest CPU priority: verifying is a second of CPU per worker at a million
+articles, and on a busy machine the requests come first (the swap waits instead).
+
+The processes preparing one snapshot (the workers of a server) take turns (a lock on its directory): opening
+holds the GIL for tens of milliseconds at a million articles (usearch maps its graph), and while one worker
+is in that, the others take the new connections; and only one worker's verification competes with the
+requests for the CPU at a time.
 """
 from __future__ import annotations
 
 import _thread
+import fcntl
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 LOWEST_PRIORITY = 19  # nice value of the loading thread
 
@@ -44,6 +51,22 @@ def lowest_priority() -> None:
         pass
 
 
+@contextmanager
+def taking_turns(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on directory while inside (flock: the kernel lets go if the process dies); a
+    directory that cannot be opened is not locked, and whatever prepares it will say what is wrong."""
+    try:
+        handle = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # waits without the GIL
+        yield
+    finally:
+        os.close(handle)  # and with it the lock
+
+
 class BackgroundLoader:
     """Runs one preparation at a time in a background thread and keeps its outcome until it is taken.
 
@@ -66,8 +89,8 @@ class BackgroundLoader:
             self._start_afresh()
 
     def begin(self, target: Path, prepare: Callable[[], Any]) -> bool:
-        """Start prepare() in the background unless a preparation runs or its outcome is not taken yet;
-        True if started."""
+        """Start prepare() in the background (once no other process prepares target) unless a preparation
+        runs here or its outcome is not taken yet; True if started."""
         self._here()
         if self._outcome is not None or not self._idle.acquire(False):
             return False
@@ -83,7 +106,8 @@ class BackgroundLoader:
         started, result, error = time.monotonic(), None, None
         try:
             lowest_priority()
-            result = prepare()
+            with taking_turns(target):
+                result = prepare()
         except BaseException as exc:  # handed over to be logged where requests run; a thread must not die mute
             error = exc
         finally:

@@ -2,6 +2,7 @@
 priority, its outcome (result or exception) taken once, and nothing of a parent's load left after a fork."""
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -54,6 +55,44 @@ def test_it_prepares_at_the_lowest_priority_and_leaves_the_callers_alone():
     before = os.getpriority(os.PRIO_PROCESS, 0)
     assert loader.begin(Path("a"), lambda: os.getpriority(os.PRIO_PROCESS, 0)) and loader.wait(WAIT)
     assert loader.take().result == LOWEST_PRIORITY and os.getpriority(os.PRIO_PROCESS, 0) == before
+
+
+def test_two_loaders_of_one_snapshot_take_turns(tmp_path):
+    """What the workers of a server do: while one prepares a snapshot, the others wait for the lock on it."""
+    first, second, order = BackgroundLoader(), BackgroundLoader(), []
+    inside, release = threading.Event(), threading.Event()
+
+    def held() -> None:
+        order.append("first starts")
+        inside.set()
+        assert release.wait(WAIT)
+        order.append("first ends")
+
+    assert first.begin(tmp_path, held)
+    probe = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert inside.wait(WAIT)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the directory is locked meanwhile
+        assert second.begin(tmp_path, lambda: order.append("second starts"))
+        assert order == ["first starts"] and second.running
+        release.set()
+        assert first.wait(WAIT) and second.wait(WAIT)
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # and free afterwards
+    finally:
+        os.close(probe)
+    assert order == ["first starts", "first ends", "second starts"]
+    assert second.take().error is None and first.take().error is None
+
+
+def test_a_missing_directory_is_prepared_unlocked_and_the_preparation_says_why(tmp_path):
+    loader = BackgroundLoader()
+
+    def prepare() -> None:
+        raise FileNotFoundError(tmp_path / "gone")
+
+    assert loader.begin(tmp_path / "gone", prepare) and loader.wait(WAIT)
+    assert isinstance(loader.take().error, FileNotFoundError)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
