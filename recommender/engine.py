@@ -17,13 +17,14 @@ from .embed.cache import EmbeddingCache
 from .embed.signals import RawText, SignalEncoder
 from .embed.vectors import QueryVectors
 from .index.live import LiveStore, live_view
-from .index.loader import BackgroundLoader
+from .index.loader import BackgroundLoader, at_lowest_priority
 from .index.snapshot import (
     IndexProblem,
     Snapshot,
     load_snapshot,
     profile_fingerprint,
     resolve_snapshot,
+    verify_snapshot,
 )
 from .ingest.corpus import Article
 from .ingest.profiles import Profile, get_profile
@@ -169,7 +170,8 @@ class Recommender:
 
     def _prepare(self, target: Path, expected: dict[str, Any]) -> Prepared:
         """The snapshot at target opened, verified and made ready to serve (in the loading thread)."""
-        base = load_snapshot(target, expected=expected, expansion_search=self.settings.ann_expansion)
+        at_lowest_priority(partial(verify_snapshot, target))  # the CPU's idle time, first: nothing opens a bad file
+        base = load_snapshot(target, expected=expected, verify=False, expansion_search=self.settings.ann_expansion)
         version, articles = self.live.articles() if self.live is not None else (0, [])
         served = live_view(base, articles, version, self.encoder.lexical_rows) if self.live is not None else base
         # What the first requests would otherwise compute (a sort of every date at a million articles: 0.1 s).

@@ -7,6 +7,7 @@ being verified" is a fact of the test, not a matter of timing."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from conftest import record, write_jsonl
 import recommender.engine as engine_module
 import recommender.index.snapshot as snapshot_module
 from recommender.config import load_settings
+from recommender.index.loader import LOWEST_PRIORITY
 from recommender.ingest.corpus import article_from_json
 from recommender.jobs.index_job import build_index
 from recommender.serve.app import create_app
@@ -66,11 +68,13 @@ class HeldVerification:
 
     def __init__(self, monkeypatch) -> None:
         self.release, self.started, self.calls = threading.Event(), threading.Event(), []
+        self.priorities: set[int] = set()
         original = snapshot_module.verify_files
 
         def held(path, manifest):
             if threading.current_thread() is not threading.main_thread():
                 self.calls.append(Path(path).name)
+                self.priorities.add(os.getpriority(os.PRIO_PROCESS, 0))
                 self.started.set()
                 assert self.release.wait(WAIT), "never released"
             return original(path, manifest)
@@ -87,6 +91,7 @@ def test_requests_are_answered_from_the_old_snapshot_while_the_new_one_is_verifi
     for _ in range(3):  # verification still held: every request answers, from the old snapshot
         assert index.served() == (200, index.first) and index.served("a5")[0] == 404
     assert held.calls == [second]  # one load, not one per request
+    assert held.priorities == {LOWEST_PRIORITY}  # checksums in the CPU's idle time
     held.release.set()
     assert index.engine.wait_for_swap(WAIT)
     assert index.served() == (200, second) and index.served("a5") == (200, second)

@@ -2,15 +2,17 @@
 (opens it, verifies every file's checksum, whatever else the caller needs) and hands the result over whole,
 for the caller to swap in with one reference while its requests go on with the snapshot they have.
 
-The thread is an operating-system thread even in a gevent worker, where `threading` is patched into greenlets:
-a greenlet verifying 4 GB would hold the worker's only thread for the whole second and stall every request of
-that worker. It runs at the lowest CPU priority: verifying is a second of CPU per worker at a million
-articles, and on a busy machine the requests come first (the swap waits instead).
+The threads are operating-system threads even in a gevent worker, where `threading` is patched into
+greenlets: a greenlet verifying 4 GB would hold the worker's only thread for the whole second and stall every
+request of that worker. Checksums are best computed `at_lowest_priority` (a second of CPU per worker at a
+million articles, almost all of it without the GIL: on a busy machine the requests come first and the swap
+waits); the rest at the worker's own priority, because a thread holding the GIL at the lowest priority (usearch
+mapping a graph holds it for tens of milliseconds) keeps every request of its worker waiting while it waits
+for a CPU.
 
-The processes preparing one snapshot (the workers of a server) take turns (a lock on its directory): opening
-holds the GIL for tens of milliseconds at a million articles (usearch maps its graph), and while one worker
-is in that, the others take the new connections; and only one worker's verification competes with the
-requests for the CPU at a time.
+The processes preparing one snapshot (the workers of a server) take turns (a lock on its directory): while
+one worker holds its GIL opening the snapshot, the others take the new connections, and one verification at
+a time competes with the requests for the CPU.
 """
 from __future__ import annotations
 
@@ -47,8 +49,30 @@ def lowest_priority() -> None:
     """Make the calling thread the last to get a CPU (on Linux the nice value is per thread); best effort."""
     try:
         os.setpriority(os.PRIO_PROCESS, 0, LOWEST_PRIORITY)
-    except (AttributeError, OSError):  # not Linux, or a sandbox that refuses: it only loads slower elsewhere
+    except (AttributeError, OSError):  # not Linux, or a sandbox that refuses: it only runs sooner elsewhere
         pass
+
+
+def at_lowest_priority(function: Callable[[], Any]) -> Any:
+    """function() in a thread of its own at the lowest CPU priority (a thread cannot raise its priority again),
+    waited for without the GIL; its result, or its exception raised here."""
+    done, outcome = native("allocate_lock")(), {}
+    done.acquire()
+
+    def run() -> None:
+        try:
+            lowest_priority()
+            outcome["result"] = function()
+        except BaseException as exc:  # raised again in the caller's thread
+            outcome["error"] = exc
+        finally:
+            done.release()
+
+    native("start_new_thread")(run, ())
+    done.acquire()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 @contextmanager
@@ -105,7 +129,6 @@ class BackgroundLoader:
     def _run(self, target: Path, prepare: Callable[[], Any]) -> None:
         started, result, error = time.monotonic(), None, None
         try:
-            lowest_priority()
             with taking_turns(target):
                 result = prepare()
         except BaseException as exc:  # handed over to be logged where requests run; a thread must not die mute

@@ -350,6 +350,20 @@ def load_snapshot(
     expansion_search : breadth of graph searches (large indexes only)
     """
     path = resolve_snapshot(index_dir)
+    manifest = read_manifest(path)
+    if verify:
+        verify_files(path, manifest)
+    if expected is not None and manifest["config"] != dict(expected):
+        raise IndexMismatch(describe_mismatch(path, manifest["config"], expected))
+    try:
+        return _open_arrays(path, manifest, expansion_search)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise IndexCorrupt(f"index {path}: cannot read its arrays ({exc})") from None
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of the snapshot directory path; IndexCorrupt if unreadable, IndexMismatch if of another
+    format version."""
     try:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -359,14 +373,14 @@ def load_snapshot(
             f"index {path} has format version {manifest.get('format_version')}, this program reads "
             f"{FORMAT_VERSION}: rebuild it with `recommender index`"
         )
-    if verify:
-        verify_files(path, manifest)
-    if expected is not None and manifest["config"] != dict(expected):
-        raise IndexMismatch(describe_mismatch(path, manifest["config"], expected))
-    try:
-        return _open_arrays(path, manifest, expansion_search)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise IndexCorrupt(f"index {path}: cannot read its arrays ({exc})") from None
+    return manifest
+
+
+def verify_snapshot(index_dir: str | Path) -> None:
+    """Raise IndexProblem unless the snapshot index_dir stands for has every file its manifest lists, each
+    matching its checksum (what `load_snapshot` checks first, for a caller that opens it later)."""
+    path = resolve_snapshot(index_dir)
+    verify_files(path, read_manifest(path))
 
 
 def _open_arrays(path: Path, manifest: dict[str, Any], expansion_search: int) -> Snapshot:

@@ -1,5 +1,6 @@
-"""The background loader: one preparation at a time, in a real thread (also under gevent), at the lowest CPU
-priority, its outcome (result or exception) taken once, and nothing of a parent's load left after a fork."""
+"""The background loader: one preparation at a time, in a real thread (also under gevent), taking turns with
+other processes on the same snapshot, its outcome (result or exception) taken once, nothing of a parent's
+load left after a fork; and work at the lowest CPU priority in a thread of its own."""
 from __future__ import annotations
 
 import fcntl
@@ -12,7 +13,11 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from recommender.index.loader import LOWEST_PRIORITY, BackgroundLoader
+from recommender.index.loader import (
+    LOWEST_PRIORITY,
+    BackgroundLoader,
+    at_lowest_priority,
+)
 
 WAIT = 30.0  # seconds; only reached when a test fails
 
@@ -50,11 +55,17 @@ def test_an_exception_is_handed_over_not_lost():
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
-def test_it_prepares_at_the_lowest_priority_and_leaves_the_callers_alone():
-    loader = BackgroundLoader()
+def test_at_lowest_priority_runs_in_a_thread_of_its_own_and_leaves_the_callers_priority():
     before = os.getpriority(os.PRIO_PROCESS, 0)
-    assert loader.begin(Path("a"), lambda: os.getpriority(os.PRIO_PROCESS, 0)) and loader.wait(WAIT)
-    assert loader.take().result == LOWEST_PRIORITY and os.getpriority(os.PRIO_PROCESS, 0) == before
+    inside = at_lowest_priority(lambda: (os.getpriority(os.PRIO_PROCESS, 0), threading.get_ident()))
+    assert inside[0] == LOWEST_PRIORITY and inside[1] != threading.get_ident()
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before
+
+    def broken() -> None:
+        raise ValueError("checksum")
+
+    with pytest.raises(ValueError, match="checksum"):
+        at_lowest_priority(broken)
 
 
 def test_two_loaders_of_one_snapshot_take_turns(tmp_path):
