@@ -58,13 +58,17 @@ def wait_ready(base: str, seconds: float = 60.0, poll: float = 0.3) -> None:
     raise RuntimeError(f"server at {base} did not become ready")
 
 
-def wrk(url: str, seconds: int, connections: int, script: str | None = None, timeout: int = 5) -> str:
-    """What wrk prints after running for seconds with connections (2 threads, latency distribution); an answer
-    later than timeout seconds counts as a socket error, not in the latency."""
+def wrk_command(url: str, seconds: int, connections: int, script: str | None = None, timeout: int = 5) -> list[str]:
+    """wrk for seconds with connections (2 threads, latency distribution); an answer later than timeout
+    seconds counts as a socket error, not in the latency."""
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", f"{timeout}s"]
-    if script:
-        command += ["-s", script]
-    return subprocess.run(command + [url], capture_output=True, text=True, timeout=seconds + 30).stdout
+    return command + (["-s", script] if script else []) + [url]
+
+
+def wrk(url: str, seconds: int, connections: int, script: str | None = None, timeout: int = 5) -> str:
+    """What `wrk_command` prints."""
+    command = wrk_command(url, seconds, connections, script, timeout)
+    return subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30).stdout
 
 
 def parse_wrk(output: str) -> dict[str, float]:

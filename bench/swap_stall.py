@@ -5,14 +5,16 @@
 The source index's current snapshot is linked (hard links, `os.link`: nothing of the source is ever written)
 into a scratch index directory beside it, which `recommender serve` (2 workers, reload_interval 1 s) serves.
 wrk requests related lists of random ids at a steady rate (--rate over --connections, each connection paced
-by wrk's delay(); many connections, so a stalled worker holds many requests, as an open-loop client would)
-for --seconds to measure the steady p99, then for --seconds again while two snapshots are published: each a
-new set of hard links to the same files under a new name and manifest, published with `publish` (the index
-job's atomic re-pointing of `current`), so that every worker opens and verifies a whole snapshot (4.4 GB at
-1,000,000 articles; its pages are in the page cache, as those of a snapshot just written would be).
+by wrk's delay(); many connections, so a stalled worker holds many requests, as an open-loop client would).
+The publishing window runs from 2 s before the first of two publishes (3.5 s apart) until every worker
+serves the second one, plus 1 s; each publish is a new set of hard links to the same files under a new name
+and manifest, published with `publish` (the index job's atomic re-pointing of `current`), so that every
+worker opens and verifies a whole snapshot (4.4 GB at 1,000,000 articles; its pages are in the page cache,
+as those of a snapshot just written would be). The steady window after it is as long, with nothing published.
 
-Prints p50, p99, p99.9 and the maximum of both windows, the ratio of their p99 and the versions the answers
-came from, for each code checkout given (--code, repeatable; default this one), alternated --rounds times.
+Prints p50, p99, p99.9 and the maximum of both windows, the ratio of their p99, the versions the answers
+came from and how long the swaps took, for each code checkout given (--code, repeatable; default this one),
+alternated --rounds times.
 """
 from __future__ import annotations
 
@@ -21,9 +23,10 @@ import json
 import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -31,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from http_load import parse_wrk, random_ids, related_script, serving, wrk  # noqa: E402
+from http_load import parse_wrk, random_ids, related_script, serving, wrk, wrk_command  # noqa: E402
 
 from recommender.index.snapshot import (  # noqa: E402
     load_snapshot,
@@ -57,7 +60,7 @@ function done(summary, latency, requests)
   io.write(string.format("TAIL p999=%%d max=%%d versions=%%s\\n", latency:percentile(99.9), latency.max, all))
 end
 """
-PUBLISH_AT = (0.2, 0.55)  # when the two snapshots are published, as fractions of the window
+LEAD, GAP = 2.0, 3.5  # seconds of load before the first publish, and between the two
 
 
 def linked_snapshot(source: Path, index_dir: Path) -> Path:
@@ -72,26 +75,32 @@ def linked_snapshot(source: Path, index_dir: Path) -> Path:
     return target
 
 
-def window(base: str, script: Path, args: argparse.Namespace, publish_into: Path | None = None) -> dict:
-    """wrk's figures over one window, publishing two linked snapshots into publish_into during it if given
-    ("published": monotonic time of the last publish)."""
-    published: list[float] = []
-
-    def publish_one() -> None:
-        publish(publish_into, linked_snapshot(resolve_snapshot(publish_into), publish_into), keep=10)
-        published.append(time.monotonic())
-
-    timers = [threading.Timer(args.seconds * at, publish_one) for at in (PUBLISH_AT if publish_into else ())]
-    for timer in timers:
-        timer.start()
-    output = wrk(base + "/", args.seconds, args.connections, str(script), timeout=60)  # a stall is a latency
-    for timer in timers:
-        timer.join()
+def figures(output: str) -> dict:
+    """wrk's figures of one window, with the tail our script prints."""
     tail = re.search(r"TAIL p999=(\d+) max=(\d+) versions=(.*)", output)
     errors = re.search(r"Socket errors: (.*)", output)
+    seconds = re.search(r"requests in ([\d.]+)(m?s)", output)
     return {**parse_wrk(output), "p999_ms": int(tail.group(1)) / 1e3, "max_ms": int(tail.group(2)) / 1e3,
-            "versions": len(set(tail.group(3).split())), "published": max(published, default=0.0),
-            "socket_errors": errors.group(1) if errors else "none"}
+            "versions": len(set(tail.group(3).split())), "socket_errors": errors.group(1) if errors else "none",
+            "seconds": float(seconds.group(1)) * (60 if seconds.group(2) == "m" else 1)}
+
+
+def publishing_window(base: str, script: Path, args: argparse.Namespace, index_dir: Path) -> dict:
+    """wrk from LEAD seconds before the first of two publishes until every worker serves the second, plus 1 s
+    ("swap_s": from the second publish until then)."""
+    command = wrk_command(base + "/", 600, args.connections, str(script), timeout=60)  # a stall is a latency
+    load = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(LEAD)
+        publish(index_dir, linked_snapshot(resolve_snapshot(index_dir), index_dir), keep=10)
+        time.sleep(GAP)
+        publish(index_dir, linked_snapshot(resolve_snapshot(index_dir), index_dir), keep=10)
+        published = time.monotonic()
+        swapped = newest_everywhere(base, resolve_snapshot(index_dir).name)
+        time.sleep(1.0)
+    finally:
+        load.send_signal(signal.SIGINT)  # wrk stops and prints what it measured
+    return {**figures(load.communicate(timeout=60)[0]), "swap_s": swapped - published}
 
 
 def newest_everywhere(base: str, newest: str, deadline: float = 120.0, in_a_row: int = 20) -> float:
@@ -99,7 +108,7 @@ def newest_everywhere(base: str, newest: str, deadline: float = 120.0, in_a_row:
     monotonic time it did (inf past the deadline)."""
     until, streak = time.monotonic() + deadline, 0
     while streak < in_a_row and time.monotonic() < until:
-        answer = json.loads(urllib.request.urlopen(base + "/readyz", timeout=5).read())
+        answer = json.loads(urllib.request.urlopen(base + "/readyz", timeout=60).read())  # through any stall
         streak = streak + 1 if answer["index_version"] == newest else 0
         if not streak:
             time.sleep(0.05)
@@ -107,17 +116,16 @@ def newest_everywhere(base: str, newest: str, deadline: float = 120.0, in_a_row:
 
 
 def run(code: Path, scratch: Path, source: Path, script: Path, args: argparse.Namespace) -> dict:
-    """Steady and publishing windows of one server running code's checkout."""
+    """The publishing window and a steady one as long of one server running code's checkout."""
     index_dir = Path(tempfile.mkdtemp(prefix="index-", dir=scratch))
     publish(index_dir, linked_snapshot(source, index_dir), keep=10)
     env = {**os.environ, "PYTHONPATH": str(code), "RECOMMENDER_PROFILE": args.profile,
            "RECOMMENDER_STATE_DIR": str(index_dir / "state"), "RECOMMENDER_CACHE_DIR": ""}
     with serving(str(index_dir), env, cwd=str(code)) as (base, _, _):
         wrk(base + "/", 2, args.connections, str(script))  # warm-up: both workers, the pages of the first snapshot
-        steady = window(base, script, args)
-        during = window(base, script, args, publish_into=index_dir)
-        everywhere = newest_everywhere(base, resolve_snapshot(index_dir).name)
-    return {"steady": steady, "publishing": during, "swap_s": everywhere - during["published"]}
+        during = publishing_window(base, script, args, index_dir)
+        steady = figures(wrk(base + "/", round(during["seconds"]), args.connections, str(script), timeout=60))
+    return {"steady": steady, "publishing": during}
 
 
 def main() -> None:
@@ -125,7 +133,6 @@ def main() -> None:
     parser.add_argument("--index", required=True, help="source index directory (only read)")
     parser.add_argument("--code", action="append", help="checkout whose code serves (repeatable; default: this one)")
     parser.add_argument("--profile", default="default", help="profile the index was built with")
-    parser.add_argument("--seconds", type=int, default=10, help="length of each measured window")
     parser.add_argument("--rate", type=float, default=200.0, help="related requests per second, all connections")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=1)
@@ -142,18 +149,19 @@ def main() -> None:
         pause_ms = round(1e3 * args.connections / args.rate)
         script.write_text(related_script(random_ids(load_snapshot(source, verify=False)), args.query)
                           + PACED % pause_ms)
-        print(f"{source}: {args.rate:.0f} req/s over {args.connections} connections (pauses of {pause_ms} ms on average), "
-              f"windows of {args.seconds} s, publishes at {', '.join(f'{a * args.seconds:.1f}' for a in PUBLISH_AT)} s")
+        print(f"{source}: {args.rate:.0f} req/s over {args.connections} connections (pauses of {pause_ms} ms on "
+              f"average), publishes {LEAD:.0f} s and {LEAD + GAP:.1f} s into the publishing window")
         for round_ in range(1, args.rounds + 1):
             for code in codes:
                 result = run(code, scratch, source, script, args)
                 steady, during = result["steady"], result["publishing"]
                 print(f"  round {round_} {code}: p99 ratio {during['p99_ms'] / steady['p99_ms']:.2f}; every worker "
-                      f"served the newest {result['swap_s']:.1f} s after its publish (at the latest)")
+                      f"served the second snapshot {during['swap_s']:.1f} s after its publish")
                 for name, r in (("steady", steady), ("publishing", during)):
-                    print(f"    {name:<10} {r['requests_per_s']:6.0f} req/s  p50 {r['p50_ms']:7.2f}  p99 {r['p99_ms']:7.2f}"
-                          f"  p99.9 {r['p999_ms']:7.1f}  max {r['max_ms']:7.1f} ms  versions {r['versions']}"
-                          f"  non-2xx {r['non_2xx']}  socket errors {r['socket_errors']}")
+                    print(f"    {name:<10} {r['seconds']:4.1f} s {r['requests_per_s']:4.0f} req/s"
+                          f"  p50 {r['p50_ms']:7.2f}  p99 {r['p99_ms']:7.2f}  p99.9 {r['p999_ms']:7.1f}"
+                          f"  max {r['max_ms']:7.1f} ms  versions {r['versions']}  non-2xx {r['non_2xx']}"
+                          f"  socket errors {r['socket_errors']}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)  # links only: the source's files keep their other name
 
