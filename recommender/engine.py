@@ -23,6 +23,7 @@ from .index.snapshot import (
     Snapshot,
     load_snapshot,
     profile_fingerprint,
+    read_manifest,
     resolve_snapshot,
     verify_snapshot,
 )
@@ -170,7 +171,13 @@ class Recommender:
 
     def _prepare(self, target: Path, expected: dict[str, Any]) -> Prepared:
         """The snapshot at target opened, verified and made ready to serve (in the loading thread)."""
-        at_lowest_priority(partial(verify_snapshot, target))  # the CPU's idle time, first: nothing opens a bad file
+        # Checksums first (nothing opens a file that fails them), in the CPU's idle time. The workers of a server
+        # take turns here and the first one vouches for the others: files it found intact and now serves are
+        # what they would serve, so verifying them again would only cost another second of CPU each.
+        vouch = f"{target}:{read_manifest(target).get('checksum')}"
+        if not self._loader.vouched(vouch):
+            at_lowest_priority(partial(verify_snapshot, target))
+            self._loader.vouch(vouch)
         base = load_snapshot(target, expected=expected, verify=False, expansion_search=self.settings.ann_expansion)
         version, articles = self.live.articles() if self.live is not None else (0, [])
         served = live_view(base, articles, version, self.encoder.lexical_rows) if self.live is not None else base

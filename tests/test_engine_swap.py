@@ -157,3 +157,18 @@ def test_live_articles_are_laid_over_the_new_snapshot_also_those_stored_while_it
     assert engine.snapshot.version.startswith(f"{second}+live") and engine.base.version == second
     assert {"live-1", "live-2", "a5"} <= set(engine.snapshot.row_of.keys())
     assert index.served("live-2")[0] == 200
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_snapshot_one_worker_verified_is_not_verified_again_by_the_others(index, monkeypatch):
+    held = HeldVerification(monkeypatch)
+    held.release.set()
+    second = index.publish(6)
+    pid = os.fork()  # the engine as gunicorn's workers have it: made in the parent, forked
+    if pid == 0:
+        ok = index.engine.wait_for_swap(WAIT) and index.engine.base.version == second and held.calls == [second]
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0  # the first worker verified it
+    assert index.engine.wait_for_swap(WAIT) and index.served("a5") == (200, second)
+    assert held.calls == []  # this one opened it without computing the checksums again

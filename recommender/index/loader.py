@@ -11,13 +11,15 @@ mapping a graph holds it for tens of milliseconds) keeps every request of its wo
 for a CPU.
 
 The processes preparing one snapshot (the workers of a server) take turns (a lock on its directory): while
-one worker holds its GIL opening the snapshot, the others take the new connections, and one verification at
-a time competes with the requests for the CPU.
+one worker holds its GIL opening the snapshot, the others take the new connections. What one of them
+verified the others need not verify again (`vouched`): a loader made before the fork (in gunicorn's master)
+shares that record with every worker forked from it.
 """
 from __future__ import annotations
 
 import _thread
 import fcntl
+import mmap
 import os
 import sys
 import time
@@ -26,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-LOWEST_PRIORITY = 19  # nice value of the loading thread
+LOWEST_PRIORITY = 19  # nice value of the thread that computes checksums
+LEDGER_BYTES = 4096  # room for the key of the snapshot verified last
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,8 @@ class BackgroundLoader:
     """
 
     def __init__(self) -> None:
+        # Anonymous and shared: the same memory in every process forked from this one, never copied.
+        self._ledger = mmap.mmap(-1, LEDGER_BYTES)
         self._start_afresh()
 
     def _start_afresh(self) -> None:
@@ -136,6 +141,17 @@ class BackgroundLoader:
         finally:
             self._outcome = Outcome(target, result, error, time.monotonic() - started)
             self._idle.release()
+
+    def vouch(self, key: str) -> None:
+        """Record that what key names was verified (by whoever holds its turn, see `taking_turns`)."""
+        data = key.encode() + b"\0"
+        if len(data) <= LEDGER_BYTES:
+            self._ledger[: len(data)] = data
+
+    def vouched(self, key: str) -> bool:
+        """Whether this process, or one forked from the same one as it, vouched for key last."""
+        data = key.encode() + b"\0"
+        return len(data) <= LEDGER_BYTES and self._ledger[: len(data)] == data
 
     @property
     def running(self) -> bool:

@@ -120,6 +120,25 @@ def test_a_forked_child_does_not_inherit_the_parents_running_load():
     assert loader.wait(WAIT) and loader.take().target == Path("a")
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_what_one_process_vouched_for_the_processes_forked_beside_it_see():
+    loader = BackgroundLoader()
+    assert not loader.vouched("snapshot-a:1234")
+    pid = os.fork()
+    if pid == 0:  # a worker that verified snapshot a
+        loader.vouch("snapshot-a:1234")
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert loader.vouched("snapshot-a:1234")  # the master and every worker forked from it see it
+    assert not loader.vouched("snapshot-a:9999") and not loader.vouched("snapshot-a")  # only that one
+    loader.vouch("snapshot-b:1")
+    assert not loader.vouched("snapshot-a:1234") and loader.vouched("snapshot-b:1")  # the last one only
+    loader.vouch("x" * 5000)  # no room: not vouched, nothing else spoilt
+    assert not loader.vouched("x" * 5000) and loader.vouched("snapshot-b:1")
+    assert not BackgroundLoader().vouched("snapshot-b:1")  # another loader (another server) keeps its own
+
+
 GEVENT_CHILD = """
 from gevent import monkey; monkey.patch_all()
 import _thread, gevent
