@@ -28,8 +28,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
+from functools import partial
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -128,6 +132,38 @@ def run(code: Path, scratch: Path, source: Path, script: Path, args: argparse.Na
     return {"steady": steady, "publishing": during}
 
 
+def in_process(index: str, query: str, rounds: int) -> None:
+    """related() every 2 ms in this process, idle and while the engine's loader prepares the served snapshot
+    again (checksums included): what a worker's requests feel of a swap, without HTTP and its neighbours."""
+    from threadpoolctl import threadpool_limits
+
+    from recommender.config import load_settings
+    from recommender.engine import Recommender
+    from recommender.rank.placements import options_from
+
+    threadpool_limits(1, user_api="blas")  # as in a server worker
+    engine = Recommender.open(load_settings(index_dir=index, state_dir=""))
+    values = dict(urllib.parse.parse_qsl(query.lstrip("?")))
+    options = options_from({k: float(v) if v.replace(".", "", 1).isdigit() else v for k, v in values.items()}, 50)
+    ids = random_ids(engine.snapshot)
+    target = engine.base.path.resolve()
+    for round_, loading in ((r, loading) for r in range(1, rounds + 1) for loading in (False, True)):
+        if loading:
+            engine._loader.vouch("")  # forget what was verified: the checksums are computed again
+            engine._loader.begin(target, partial(engine._prepare, target, engine._expected()))
+        started, times = time.perf_counter(), []
+        while engine._loader.running if loading else time.perf_counter() - started < 2.0:
+            begin = time.perf_counter()
+            engine.related(ids[len(times) % len(ids)], 5, request=options)
+            times.append((time.perf_counter() - begin) * 1e3)
+            time.sleep(0.002)
+        if loading:
+            assert engine._loader.take().error is None
+        print(f"  round {round_} {'loading' if loading else 'idle':<8} {time.perf_counter() - started:5.2f} s"
+              f"  {len(times):5d} requests  p50 {np.percentile(times, 50):6.2f}  p99 {np.percentile(times, 99):6.2f}"
+              f"  max {max(times):6.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", required=True, help="source index directory (only read)")
@@ -138,7 +174,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--query", default="?min_relatedness=0",
                         help="query string of every request (synthetic vectors have relatedness 0)")
+    parser.add_argument("--in-process", action="store_true", help="no server: the engine's own requests (this "
+                        "code only) while its loader prepares the snapshot again")
     args = parser.parse_args()
+    if args.in_process:
+        return in_process(args.index, args.query, args.rounds)
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
     source = resolve_snapshot(args.index)

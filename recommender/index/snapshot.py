@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import sys
@@ -205,11 +206,15 @@ def profile_fingerprint(profile: Profile, identities: Mapping[str, Any]) -> dict
 def _digest(path: Path) -> str:
     # xxh3-128 streams at memory speed (~14 GB/s here, sha256 ~1.4): a million-article snapshot is verified
     # at every load in well under a second. It guards against corruption, not against an attacker who can
-    # write the index directory (who could rewrite the manifest as well).
+    # write the index directory (who could rewrite the manifest as well). The file is mapped, not read: one
+    # call per file that hashes without the GIL throughout (a worker verifies a new snapshot beside its
+    # requests, and every time it took the GIL back between 16 MB blocks its requests waited) and no copy
+    # (4.4 GB in 0.8 s instead of 1.6 s).
     digest = xxhash.xxh3_128()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(block)
+        if os.fstat(handle.fileno()).st_size:
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                digest.update(mapped)
     return digest.hexdigest()
 
 
