@@ -21,12 +21,14 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from recommender.index.snapshot import load_snapshot  # noqa: E402
+from recommender.index.snapshot import Snapshot, load_snapshot  # noqa: E402
 
 LUA = """
 local ids = {%s}
@@ -56,11 +58,21 @@ def wait_ready(base: str, seconds: float = 60.0, poll: float = 0.3) -> None:
     raise RuntimeError(f"server at {base} did not become ready")
 
 
-def run_wrk(url: str, seconds: int, connections: int, script: str | None = None) -> dict[str, float]:
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
-    if script:
-        command += ["-s", script]
-    output = subprocess.run(command + [url], capture_output=True, text=True, timeout=seconds + 30).stdout
+def wrk_command(url: str, seconds: int, connections: int, script: str | None = None, timeout: int = 5) -> list[str]:
+    """wrk for seconds with connections (2 threads, latency distribution); an answer later than timeout
+    seconds counts as a socket error, not in the latency."""
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", f"{timeout}s"]
+    return command + (["-s", script] if script else []) + [url]
+
+
+def wrk(url: str, seconds: int, connections: int, script: str | None = None, timeout: int = 5) -> str:
+    """What `wrk_command` prints."""
+    command = wrk_command(url, seconds, connections, script, timeout)
+    return subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30).stdout
+
+
+def parse_wrk(output: str) -> dict[str, float]:
+    """Requests per second, p50 and p99 in ms and the non-2xx answers from wrk's output."""
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     latency = {p: float(v) * UNIT[u]
                for p, v, u in re.findall(r"^\s+(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)}
@@ -69,28 +81,51 @@ def run_wrk(url: str, seconds: int, connections: int, script: str | None = None)
             "non_2xx": int(errors.group(1)) if errors else 0}
 
 
-def measure(index: str, seconds: int, connections: int, env: dict[str, str]) -> dict[str, dict[str, float]]:
-    snapshot = load_snapshot(index, verify=False)
-    ids = [a["id"] for a in snapshot.articles[:: max(1, len(snapshot) // 2000)]]
+def run_wrk(url: str, seconds: int, connections: int, script: str | None = None) -> dict[str, float]:
+    """wrk's figures (parse_wrk) of one run."""
+    return parse_wrk(wrk(url, seconds, connections, script))
+
+
+@contextmanager
+def serving(index: str, env: dict[str, str], cwd: str | None = None) -> Iterator[tuple[str, int, float]]:
+    """`recommender serve` over index on a free loopback port, ready: (base URL, master pid, start-up seconds);
+    stopped (the whole process group) on leaving. cwd: the checkout whose code serves (default: this one)."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
     server = subprocess.Popen([sys.executable, "-m", "recommender", "serve", "--index", index, "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
-    results = {}
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=cwd,
+                              start_new_session=True)
     try:
         wait_ready(base, poll=0.05)
-        startup = time.perf_counter() - started
+        yield base, server.pid, time.perf_counter() - started
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def random_ids(snapshot: Snapshot, count: int = 2000) -> list[str]:
+    """About count article ids spread over the snapshot (wrk scripts pick among them at random)."""
+    return [a["id"] for a in snapshot.articles[:: max(1, len(snapshot) // count)]]
+
+
+def related_script(ids: list[str], query: str = "", seed: int = 7) -> str:
+    """A wrk script requesting the related list of a random one of ids, with the query string given."""
+    return LUA % (",".join(json.dumps(i) for i in ids), seed, query)
+
+
+def measure(index: str, seconds: int, connections: int, env: dict[str, str]) -> dict[str, dict[str, float]]:
+    snapshot = load_snapshot(index, verify=False)
+    ids = random_ids(snapshot)
+    results = {}
+    with serving(index, env) as (base, pid, startup):
         results["healthz"] = run_wrk(base + "/healthz", seconds, connections)
         with tempfile.TemporaryDirectory() as tmp:
             for name, query in (("related", ""), ("related+filters", "?lang=de&max_age_days=365&k=5")):
                 script = Path(tmp) / f"{name}.lua"
-                script.write_text(LUA % (",".join(json.dumps(i) for i in ids), 7, query))
+                script.write_text(related_script(ids, query))
                 results[name] = run_wrk(base + "/", seconds, connections, str(script))
-        memory = server_memory(server.pid)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        memory = server_memory(pid)
     results["articles"] = {"n": len(snapshot), "startup_s": startup, **memory}
     return results
 

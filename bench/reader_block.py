@@ -7,7 +7,8 @@ Starts `recommender serve` (gunicorn, 2 workers) on a free loopback port with a 
 rate limit off (wrk is one client address) and min_relatedness 0 (synthetic vectors relate nothing), then runs
 wrk against /healthz (the harness's ceiling), the related JSON and the fragment with random ids, and POST
 /v1/events with batches of genuine events. Last, related links alone and then with a paced events burst next
-to them (a thread posting --burst batches a second), alternated --rounds times: the ratio is the burst's cost.
+to them (a thread posting --burst batches a second), and with a paced /healthz burst at the same rate (the
+control: on two cores the load generator and any HTTP request take their share), alternated --rounds times.
 """
 from __future__ import annotations
 
@@ -59,12 +60,14 @@ def batches(base: str, ids: list[str], size: int, count: int = 100) -> list[str]
     return bodies
 
 
-def paced_burst(base: str, bodies: list[str], per_second: float, stop: threading.Event, sent: list[int]) -> None:
-    """POST one batch every 1/per_second seconds until stop (a new connection each: the server has no keep-alive)."""
+def paced_burst(base: str, bodies: list[str] | None, per_second: float, stop: threading.Event, sent: list[int]) -> None:
+    """POST one batch every 1/per_second seconds until stop (a new connection each: the server has no
+    keep-alive); bodies None: GET /healthz at the same pace instead (the control: what any request costs)."""
     interval, due, i = 1.0 / per_second, time.monotonic(), 0
     while not stop.is_set():
-        request = urllib.request.Request(base + "/v1/events", data=bodies[i % len(bodies)].encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = (urllib.request.Request(base + "/v1/events", data=bodies[i % len(bodies)].encode(),
+                                          headers={"Content-Type": "application/json"})
+                   if bodies else urllib.request.Request(base + "/healthz"))
         with urllib.request.urlopen(request, timeout=10) as answer:
             sent[0 if answer.status == 202 else 1] += 1
         i += 1
@@ -79,7 +82,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=2)
     parser.add_argument("--batch", type=int, default=10, help="events per POST")
-    parser.add_argument("--burst", type=float, default=100.0, help="batches a second during the burst")
+    parser.add_argument("--burst", type=float, nargs="+", default=[100.0, 25.0],
+                        help="batches a second during the burst (several: one measurement each)")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     snapshot = load_snapshot(args.index, verify=False)
@@ -122,22 +126,36 @@ def report(base: str, args: argparse.Namespace, scripts: dict[str, Path], bodies
         r = run_wrk(base + "/", args.seconds, args.connections, str(scripts[name]))
         extra = f"  ({r['requests_per_s'] * args.batch:,.0f} events/s)" if name == "events" else ""
         print(line(name if name != "events" else f"events ({args.batch} a batch)", r, ceiling["requests_per_s"]) + extra)
-    alone, burst = [], []
-    for _ in range(args.rounds):
-        alone.append(run_wrk(base + "/", args.seconds, args.connections, str(scripts["related"])))
-        stop, sent = threading.Event(), [0, 0]
-        sender = threading.Thread(target=paced_burst, args=(base, bodies, args.burst, stop, sent), daemon=True)
-        sender.start()
-        burst.append(run_wrk(base + "/", args.seconds, args.connections, str(scripts["related"])))
-        stop.set()
-        sender.join(timeout=30)
-        burst[-1]["batches"], burst[-1]["refused"] = sent
-    for key in ("requests_per_s", "p50_ms", "p99_ms"):
-        a, b = statistics.median(r[key] for r in alone), statistics.median(r[key] for r in burst)
-        print(f"  related, alone vs during {args.burst:.0f} batches/s of {args.batch} events: {key} {a:.2f} -> {b:.2f} "
-              f"({b / a:.2f}x), median of {args.rounds} alternated rounds")
-    print(f"  batches sent during the bursts: {[r['batches'] for r in burst]} (refused {[r['refused'] for r in burst]})")
+    for rate in args.burst:
+        burst_cost(base, args, scripts["related"], bodies, rate)
 
+
+def burst_cost(base: str, args: argparse.Namespace, related: Path, bodies: list[str], rate: float) -> None:
+    """Related links alone, during a paced events burst, and during a paced /healthz burst (the control: the
+    load generator and an HTTP request's own cost on the same two cores), alternated; medians and ratios."""
+    runs: dict[str, list[dict[str, float]]] = {"alone": [], "events": [], "healthz": []}
+    for _ in range(args.rounds):
+        for name in runs:
+            stop, sent = threading.Event(), [0, 0]
+            sender = threading.Thread(target=paced_burst, args=(base, bodies if name == "events" else None, rate,
+                                                                stop, sent), daemon=True)
+            if name != "alone":
+                sender.start()
+            runs[name].append({**run_wrk(base + "/", args.seconds, args.connections, str(related)),
+                               "sent": sent[0], "refused": sent[1]})
+            stop.set()
+            if name != "alone":
+                sender.join(timeout=30)
+    median = {name: {key: statistics.median(r[key] for r in rs) for key in ("requests_per_s", "p50_ms", "p99_ms")}
+              for name, rs in runs.items()}
+    a = median["alone"]
+    print(f"  related during {rate:.0f} requests/s of a paced burst ({args.batch} events a batch), median of "
+          f"{args.rounds} alternated rounds:")
+    for name, m in median.items():
+        print(f"    {name:<8} {m['requests_per_s']:7.0f} req/s ({m['requests_per_s'] / a['requests_per_s']:.2f}x)  "
+              f"p50 {m['p50_ms']:6.2f} ms ({m['p50_ms'] / a['p50_ms']:.2f}x)  p99 {m['p99_ms']:6.2f} ms "
+              f"({m['p99_ms'] / a['p99_ms']:.2f}x)"
+              + (f"  sent {[r['sent'] for r in runs[name]]}" if name != "alone" else ""))
 
 if __name__ == "__main__":
     main()

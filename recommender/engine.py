@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -16,12 +18,15 @@ from .embed.cache import EmbeddingCache
 from .embed.signals import RawText, SignalEncoder
 from .embed.vectors import QueryVectors
 from .index.live import LiveStore, Stacked, live_view
+from .index.loader import BackgroundLoader, at_lowest_priority
 from .index.snapshot import (
     IndexProblem,
     Snapshot,
     load_snapshot,
     profile_fingerprint,
+    read_manifest,
     resolve_snapshot,
+    verify_snapshot,
 )
 from .ingest.corpus import Article
 from .ingest.profiles import Profile, get_profile
@@ -62,6 +67,16 @@ class UnknownArticle(KeyError):
         return f"unknown article id {self.args[0]!r}: it is not in the index"
 
 
+class Prepared(NamedTuple):
+    """A newly published snapshot made ready off the request path, served from the next request on."""
+
+    base: Snapshot  # opened and verified
+    served: Snapshot  # base with the live articles of live_version laid over it
+    live_version: int
+    upcoming: np.ndarray  # what `_schedule` caches for served
+    newest: tuple[tuple[str, int], np.ndarray]  # what `_newest_first` caches for base
+
+
 def open_cache(settings: Settings) -> EmbeddingCache | None:
     """The embedding cache the settings name, or None when caching is switched off."""
     return EmbeddingCache(Path(settings.cache_dir) / "embeddings.sqlite") if settings.cache_dir else None
@@ -87,7 +102,9 @@ class Recommender:
     base : the loaded snapshot itself
     index_dir : where to look for newly published snapshots (None: never reload)
     Newly published snapshots and live articles stored by another process appear after `refresh()`, which the
-    service calls before every request; editors' decisions are re-read by `rules()` whenever they changed.
+    service calls before every request; a new snapshot is opened and verified in a background thread first,
+    and requests meanwhile go on with the one served. Editors' decisions are re-read by `rules()` whenever
+    they changed.
     """
 
     settings: Settings
@@ -107,6 +124,10 @@ class Recommender:
     _refused: Path | None = None
     _upcoming: tuple[Snapshot, np.ndarray] | None = None
     _newest: tuple[tuple[str, int], np.ndarray] | None = None
+    _loader: BackgroundLoader = field(default_factory=BackgroundLoader)
+    # Held while base, snapshot and _live_version change together, so that two request threads never lay
+    # live articles over a base the other just replaced (a gevent or sync worker has one such thread anyway).
+    _swap_lock: Any = field(default_factory=threading.Lock)
     clock: Callable[[], float] = time.time  # the embargo's wall clock (tests move it)
 
     def __post_init__(self) -> None:
@@ -122,7 +143,9 @@ class Recommender:
             raise ConfigError(f"setting 'placements': {exc}") from None
         self._arm_profiles = {arm.profile: self._arm_profile(placement, arm)
                               for placement, arms in self.arms.items() for arm in arms if arm.profile}
-        self.refresh()
+        # Only the live articles: the snapshot was just loaded, and `serve` builds the engine in gunicorn's
+        # master, where a loading thread would not survive the fork into the workers.
+        self._lay_live()
 
     def _arm_profile(self, placement: str, arm: Arm) -> Profile:
         """The profile an A/B arm ranks with: one whose weighted signals the index holds (checked at start)."""
@@ -164,35 +187,68 @@ class Recommender:
     def _expected(self) -> dict[str, Any]:
         return profile_fingerprint(self.profile, self.encoder.identities())
 
-    def _reload_published(self) -> bool:
-        """Load the snapshot `current` points at if it is a new one; True if the base changed."""
-        now = time.monotonic()
-        if self.index_dir is None or now - self._checked_at < self.settings.reload_interval:
-            return False
-        self._checked_at = now
+    def _published(self) -> Path | None:
+        """The snapshot directory `current` points at, or None when nothing (valid) is published."""
         try:
-            target = resolve_snapshot(self.index_dir)
+            return resolve_snapshot(self.index_dir) if self.index_dir is not None else None
         except IndexProblem:
-            return False  # nothing (valid) published: keep serving what we have
-        if target == self.base.path.resolve() or target == self._refused:
-            return False
-        try:
-            self.base = load_snapshot(target, expected=self._expected(),
-                                      expansion_search=self.settings.ann_expansion)
-        except IndexProblem as exc:
-            self._refused = target  # do not retry on every request; a newer publish is tried again
-            log.error("not switching to snapshot %s, still serving %s: %s", target, self.base.version, exc)
-            return False
-        log.info("now serving snapshot %s", self.base.version)
-        return True
+            return None
 
-    def refresh(self) -> None:
-        """Pick up a newly published snapshot (checked at most every reload_interval seconds) and live articles
-        another process stored, and read the editors' change counter for the next rules(): one cheap read of
-        both counters when nothing changed. The served snapshot is replaced by a new object, never changed in
-        place, so a request in flight keeps a consistent one. While the state cannot be read, the live
-        articles read last are served."""
-        base_changed = self._reload_published()
+    def _notice_published(self, now: bool = False) -> None:
+        """Start opening the snapshot `current` points at in the background if it is a new one; looked for at
+        most every reload_interval seconds (at once if now)."""
+        moment = time.monotonic()
+        if self.index_dir is None or (not now and moment - self._checked_at < self.settings.reload_interval):
+            return
+        self._checked_at = moment
+        target = self._published()
+        if target is None or target == self.base.path.resolve() or target == self._refused:
+            return  # nothing new; a refused snapshot is tried again only once another one was published
+        # One loader per engine: while it runs, a newer publish waits for the next look (it ends on the newest).
+        self._loader.begin(target, partial(self._prepare, target, self._expected()))
+
+    def _prepare(self, target: Path, expected: dict[str, Any]) -> Prepared:
+        """The snapshot at target opened, verified and made ready to serve (in the loading thread)."""
+        # Checksums first (nothing opens a file that fails them), in the CPU's idle time. The workers of a server
+        # take turns here and the first one vouches for the others: files it found intact and now serves are
+        # what they would serve, so verifying them again would only cost another second of CPU each.
+        vouch = f"{target}:{read_manifest(target).get('checksum')}"
+        if not self._loader.vouched(vouch):
+            at_lowest_priority(partial(verify_snapshot, target))
+            self._loader.vouch(vouch)
+        base = load_snapshot(target, expected=expected, verify=False, expansion_search=self.settings.ann_expansion)
+        try:
+            version, articles = self.live.articles() if self.live is not None else (0, [])
+        except StateUnavailable:  # the state is away for now: the live articles read last, laid again later
+            version, articles = self._live_read
+        served = live_view(base, articles, version, self.encoder.lexical_rows) if self.live is not None else base
+        # What the first requests would otherwise compute (a sort of every date at a million articles: 0.1 s).
+        return Prepared(base, served, version, upcoming_of(served, self.clock()),
+                        (newest_key(base), newest_order(base)))
+
+    def _swap_prepared(self) -> None:
+        """Serve the snapshot the loader made ready, replacing the served one whole; or log why not."""
+        with self._swap_lock:
+            outcome = self._loader.take()  # under the lock: one thread swaps it
+            if outcome is None:
+                return
+            if outcome.error is None:
+                prepared: Prepared = outcome.result
+                self._upcoming, self._newest = (prepared.served, prepared.upcoming), prepared.newest
+                self.base, self.snapshot, self._live_version = prepared.base, prepared.served, prepared.live_version
+            else:
+                self._refused = outcome.target  # not retried on every look; a newer publish is tried again
+        if outcome.error is None:
+            log.info("now serving snapshot %s (opened and verified in the background, ready after %.2f s)",
+                     outcome.result.base.version, outcome.seconds)
+        else:
+            log.error("not switching to snapshot %s, still serving %s: %s", outcome.target, self.base.version,
+                      outcome.error, exc_info=None if isinstance(outcome.error, IndexProblem) else outcome.error)
+
+    def _lay_live(self) -> None:
+        """Read the state's change counters (one read for both stores) and lay the live articles over the base
+        again if another process (or request) changed them; while the state cannot be read, the live articles
+        read last are served, and the editors' counter is read again by rules()."""
         stores = [store for store in (self.editorial, self.live) if store is not None]
         try:
             counters = dict(zip(map(id, stores), versions([store.db for store in stores])))
@@ -203,10 +259,38 @@ class Recommender:
         except StateUnavailable as exc:
             self._state_lost(exc)
         version, articles = self._live_read if self.live is not None else (0, [])
-        if base_changed or version != self._live_version:
-            self.snapshot = self.base if self.live is None else live_view(self.base, articles, version,
-                                                                          self.encoder.lexical_rows)
-            self._live_version = version
+        if version == self._live_version:
+            return
+        with self._swap_lock:
+            if version != self._live_version:  # else another thread laid them meanwhile
+                self.snapshot = self.base if self.live is None else live_view(self.base, articles, version,
+                                                                              self.encoder.lexical_rows)
+                self._live_version = version
+
+    def refresh(self, now: bool = False) -> None:
+        """Serve what changed: a newly published snapshot once a background thread opened and verified it
+        (looked for at most every reload_interval seconds, at once if now), and live articles another process
+        stored. Each costs one cheap read when nothing changed, and no request waits for a snapshot to load.
+        The served snapshot is replaced by a new object, never changed in place, so a request in flight keeps
+        a consistent one."""
+        if self._loader.done:
+            self._swap_prepared()
+        self._notice_published(now)
+        self._lay_live()
+
+    def wait_for_swap(self, timeout: float | None = None) -> bool:
+        """Look for a newly published snapshot now and wait until it is served (for tests and commands that
+        need it at once; requests never wait). True once the published snapshot is served, False if it was
+        refused or timeout seconds passed first."""
+        until = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self.refresh(now=True)
+            if not self._loader.running and not self._loader.done:
+                target = self._published()
+                return target is None or target == self.base.path.resolve()
+            left = None if until is None else until - time.monotonic()
+            if (left is not None and left <= 0) or not self._loader.wait(left):
+                return False
 
     def rules(self) -> Rules:
         """The editors' current decisions; re-read only when another process or request changed them (the
@@ -323,9 +407,7 @@ class Recommender:
         cached = self._upcoming
         if cached is not None and cached[0] is snapshot:
             return cached[1]
-        stamps = np.asarray(snapshot.published_at)
-        # float64, the type of the clock: searchsorted would otherwise convert the whole array per request.
-        upcoming = np.unique(stamps[stamps > self.clock()]).astype(np.float64)
+        upcoming = upcoming_of(snapshot, self.clock())
         self._upcoming = (snapshot, upcoming)
         return upcoming
 
@@ -397,11 +479,28 @@ class Recommender:
         """The rows of the snapshot as it was loaded (not the live rows laid over it), newest first, int32;
         sorted once per loaded snapshot, so the fallback reads a block of the newest instead of every row's
         date. A live view keeps its snapshot's rows in place and appends its own, which are looked at apart."""
-        loaded = int(snapshot.manifest["n_articles"])
-        key = (snapshot.version.split("+live")[0], loaded)
+        key = newest_key(snapshot)
         cached = self._newest
         if cached is not None and cached[0] == key:
             return cached[1]
-        order = np.argsort(-np.asarray(snapshot.published_at[:loaded]), kind="stable").astype(np.int32)
+        order = newest_order(snapshot)
         self._newest = (key, order)
         return order
+
+
+def upcoming_of(snapshot: Snapshot, now: float) -> np.ndarray:
+    """The distinct publication times of the snapshot after now, sorted, float64."""
+    stamps = np.asarray(snapshot.published_at)
+    # float64, the type of the clock: searchsorted would otherwise convert the whole array per request.
+    return np.unique(stamps[stamps > now]).astype(np.float64)
+
+
+def newest_key(snapshot: Snapshot) -> tuple[str, int]:
+    """What identifies the rows of a loaded snapshot, with or without live articles laid over it."""
+    return snapshot.version.split("+live")[0], int(snapshot.manifest["n_articles"])
+
+
+def newest_order(snapshot: Snapshot) -> np.ndarray:
+    """The rows of the snapshot as it was loaded, newest first, int32."""
+    loaded = int(snapshot.manifest["n_articles"])
+    return np.argsort(-np.asarray(snapshot.published_at[:loaded]), kind="stable").astype(np.int32)

@@ -81,9 +81,15 @@ def open_graph(path: Path, expansion_search: int) -> Any:
     """A saved graph, memory-mapped (nothing read until searched)."""
     from usearch.index import Index
 
-    graph = Index.restore(str(path), view=True)
-    if graph is None:
+    meta = Index.metadata(str(path))
+    if not meta:
         raise ValueError(f"{path.name} is not a usearch graph")
+    # Without usearch's table from key to slot: searches read the keys (row numbers) from the nodes, and nothing
+    # looks a vector up by key. Building that table for a million keys took 100 ms of a 160 ms open, all of it
+    # holding the GIL, so a worker opening a newly published snapshot in the background answered nothing then.
+    graph = Index(ndim=meta["dimensions"], dtype=meta["kind_scalar"], metric=meta["kind_metric"],
+                  enable_key_lookups=False)
+    graph.view(str(path))
     graph.expansion_search = expansion_search  # not stored in the file
     return graph
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import sys
@@ -206,11 +207,15 @@ def profile_fingerprint(profile: Profile, identities: Mapping[str, Any]) -> dict
 def _digest(path: Path) -> str:
     # xxh3-128 streams at memory speed (~14 GB/s here, sha256 ~1.4): a million-article snapshot is verified
     # at every load in well under a second. It guards against corruption, not against an attacker who can
-    # write the index directory (who could rewrite the manifest as well).
+    # write the index directory (who could rewrite the manifest as well). The file is mapped, not read: one
+    # call per file that hashes without the GIL throughout (a worker verifies a new snapshot beside its
+    # requests, and every time it took the GIL back between 16 MB blocks its requests waited) and no copy
+    # (4.4 GB in 0.8 s instead of 1.6 s).
     digest = xxhash.xxh3_128()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 24), b""):
-            digest.update(block)
+        if os.fstat(handle.fileno()).st_size:
+            with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                digest.update(mapped)
     return digest.hexdigest()
 
 
@@ -359,6 +364,20 @@ def load_snapshot(
     expansion_search : breadth of graph searches (large indexes only)
     """
     path = resolve_snapshot(index_dir)
+    manifest = read_manifest(path)
+    if verify:
+        verify_files(path, manifest)
+    if expected is not None and manifest["config"] != dict(expected):
+        raise IndexMismatch(describe_mismatch(path, manifest["config"], expected))
+    try:
+        return _open_arrays(path, manifest, expansion_search)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise IndexCorrupt(f"index {path}: cannot read its arrays ({exc})") from None
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest of the snapshot directory path; IndexCorrupt if unreadable, IndexMismatch if of another
+    format version."""
     try:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -368,14 +387,14 @@ def load_snapshot(
             f"index {path} has format version {manifest.get('format_version')}, this program reads "
             f"{FORMAT_VERSION}: rebuild it with `recommender index`"
         )
-    if verify:
-        verify_files(path, manifest)
-    if expected is not None and manifest["config"] != dict(expected):
-        raise IndexMismatch(describe_mismatch(path, manifest["config"], expected))
-    try:
-        return _open_arrays(path, manifest, expansion_search)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise IndexCorrupt(f"index {path}: cannot read its arrays ({exc})") from None
+    return manifest
+
+
+def verify_snapshot(index_dir: str | Path) -> None:
+    """Raise IndexProblem unless the snapshot index_dir stands for has every file its manifest lists, each
+    matching its checksum (what `load_snapshot` checks first, for a caller that opens it later)."""
+    path = resolve_snapshot(index_dir)
+    verify_files(path, read_manifest(path))
 
 
 def _open_arrays(path: Path, manifest: dict[str, Any], expansion_search: int) -> Snapshot:

@@ -8,6 +8,7 @@ from conftest import CACHE_DIR, REPO, record, write_jsonl
 from recommender.config import load_settings
 from recommender.jobs.index_job import build_index
 from recommender.serve.app import create_app
+from recommender.serve.current import ENGINE
 
 BODIES = {
     "flut": "Die Donau tritt über die Ufer. Passau evakuiert die Altstadt, Helfer füllen Sandsäcke am Inn.",
@@ -140,7 +141,8 @@ def test_a_newly_published_snapshot_is_served_without_restart_and_without_failed
     settings = load_settings(environ={}, profile="tfidf", index_dir=str(tmp_path / "index"), cache_dir="",
                              state_dir=str(tmp_path / "state"), reload_interval=0.0)
     build_index([corpus], settings.index_dir, settings)
-    client = create_app(settings).test_client()
+    app = create_app(settings)
+    client = app.test_client()
     first = client.get("/v1/articles/a0/related").get_json()["index_version"]
     failures, versions, stop = [], set(), threading.Event()
 
@@ -160,6 +162,7 @@ def test_a_newly_published_snapshot_is_served_without_restart_and_without_failed
     stop.set()
     for thread in threads:
         thread.join()
+    assert app.extensions[ENGINE].wait_for_swap(timeout=60)  # opened and verified in the background
     latest = client.get("/v1/articles/a7/related").get_json()
     assert failures == [] and latest["index_version"] != first
     assert versions <= published  # every answer came from one whole, published snapshot
@@ -174,13 +177,15 @@ def test_a_corrupt_new_snapshot_is_refused_and_the_old_one_keeps_serving(tmp_pat
     settings = load_settings(environ={}, profile="tfidf", index_dir=str(tmp_path / "index"), cache_dir="",
                              state_dir=str(tmp_path / "state"), reload_interval=0.0)
     build_index([corpus], settings.index_dir, settings)
-    client = create_app(settings).test_client()
+    app = create_app(settings)
+    client = app.test_client()
     first = client.get("/v1/articles/a0/related").get_json()["index_version"]
     build_index([corpus], settings.index_dir, settings)
     broken = resolve_snapshot(settings.index_dir) / "sparse_tfidf_data.npy"
     data = bytearray(broken.read_bytes())
     data[-1] ^= 0xFF
     broken.write_bytes(bytes(data))
+    assert not app.extensions[ENGINE].wait_for_swap(timeout=60)  # refused
     answer = client.get("/v1/articles/a0/related")
     assert answer.status_code == 200 and answer.get_json()["index_version"] == first
 
