@@ -217,10 +217,10 @@ class Recommender:
             at_lowest_priority(partial(verify_snapshot, target))
             self._loader.vouch(vouch)
         base = load_snapshot(target, expected=expected, verify=False, expansion_search=self.settings.ann_expansion)
-        try:
-            version, articles = self.live.articles() if self.live is not None else (0, [])
-        except StateUnavailable:  # the state is away for now: the live articles read last, laid again later
-            version, articles = self._live_read
+        # The live articles as the request path read them last: the state's connections belong to the worker's
+        # requests (under gevent their waits are the hub's, which this thread has none of: a PostgreSQL read
+        # from here could hang), and the first request after the swap lays any newer ones.
+        version, articles = self._live_read if self.live is not None else (0, [])
         served = live_view(base, articles, version, self.encoder.lexical_rows) if self.live is not None else base
         # What the first requests would otherwise compute (a sort of every date at a million articles: 0.1 s).
         return Prepared(base, served, version, upcoming_of(served, self.clock()),
