@@ -69,7 +69,7 @@ def paced_burst(base: str, bodies: list[str] | None, per_second: float, stop: th
                                           headers={"Content-Type": "application/json"})
                    if bodies else urllib.request.Request(base + "/healthz"))
         with urllib.request.urlopen(request, timeout=10) as answer:
-            sent[0 if answer.status == 202 else 1] += 1
+            sent[0 if 200 <= answer.status < 300 else 1] += 1
         i += 1
         due += interval
         time.sleep(max(0.0, due - time.monotonic()))
