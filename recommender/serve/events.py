@@ -51,10 +51,15 @@ def post_events(body: Events) -> Any:
     """Count a batch of reader events in one transaction."""
     store, rids = _store(), current.tracking().rids
     counted: list[Impression | Click] = []
+    # A batch is mostly one block's events: its rid is checked and its arm drawn once.
+    lists: dict[tuple[str, str | None, str | None], tuple[str, str, str] | None] = {}
     for event in body.events:
-        if not rids.genuine(event.rid, event.article_id, event.placement):
+        key = (event.rid, event.article_id, event.placement)
+        if key not in lists:
+            lists[key] = _counted(event.placement, event.rid) if rids.genuine(*key) else None
+        if lists[key] is None:
             continue
-        placement, arm, profile = _counted(event.placement, event.rid)
+        placement, arm, profile = lists[key]
         if event.type == "impression":
             counted.append(Impression(placement, arm, profile, event.shown or 0))
         else:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter as CountOf
 from typing import Iterable
 
 from prometheus_client import (
@@ -45,11 +46,13 @@ class Metrics:
 
     def reader_events(self, counted: Iterable[Impression | Click]) -> None:
         """Count reader events (the durable counts are feedback.events'; these are for dashboards and alerts)."""
-        for event in counted:
-            if isinstance(event, Impression):
-                self.impressions.labels(placement=event.placement, arm=event.arm).inc()
+        # One update per label set (a batch is mostly one block's): each is a write to a shared file under gunicorn.
+        for (placement, arm, position), n in CountOf((e.placement, e.arm, e.position if isinstance(e, Click) else None)
+                                                     for e in counted).items():
+            if position is None:
+                self.impressions.labels(placement=placement, arm=arm).inc(n)
             else:
-                self.clicks.labels(placement=event.placement, arm=event.arm, position=str(event.position)).inc()
+                self.clicks.labels(placement=placement, arm=arm, position=str(position)).inc(n)
 
     def set_index(self, version: str, profile: str, articles: int) -> None:
         """Record which snapshot is served."""
