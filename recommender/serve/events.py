@@ -8,7 +8,7 @@ in memory only), and events become counts per day, placement, arm, profile and p
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Callable
 
 from flask import Blueprint, Response, current_app, jsonify, redirect, request
 
@@ -38,6 +38,22 @@ def _counted(placement: str | None, rid: str) -> tuple[str, str, str]:
     engine = current.engine()
     arm = engine.arm_for(placement, seed_of(rid)) if placement in engine.placements else None
     return placement or "", arm.name if arm else "", engine.profile_of(arm).name
+
+
+def _count_one(rid: str, article_id: str | None, placement: str | None,
+               event: Callable[[str, str, str], Impression | Click]) -> None:
+    """Count the event a link or pixel reports (event(placement, arm, profile)) when its rid is genuine and a
+    reader asked (GET; a HEAD is a link checker). Never fails the reader: the story or pixel is answered all the
+    same, only a count the state could not take is lost (and logged)."""
+    tracking = current.tracking()
+    if tracking.store is None or request.method != "GET" or not tracking.rids.genuine(rid, article_id, placement):
+        return
+    counted = event(*_counted(placement, rid))
+    try:
+        tracking.store.record([counted])
+        current.metrics().reader_events([counted])
+    except StateUnavailable as exc:
+        current_app.logger.error("reader event not counted: %s", exc)
 
 
 @events.post("/v1/events")
@@ -85,17 +101,8 @@ def follow_click(rid: str, position: str, query: ClickQuery) -> Any:
     if row is None or query.item in rules.taken_down or not web_address(target) \
             or float(snapshot.published_at[row]) > engine.clock():
         raise ApiError(404, "unknown_link", "this link leads to no story of the index")
-    genuine = place <= current.settings().max_k and current.tracking().rids.genuine(rid, query.article,
-                                                                                          query.placement)
-    store = current.tracking().store
-    if genuine and store is not None and request.method == "GET":  # HEAD: a link checker, not a reader
-        placement, arm, profile = _counted(query.placement, rid)
-        click = Click(placement, arm, profile, place)
-        try:
-            store.record([click])
-            current.metrics().reader_events([click])
-        except StateUnavailable as exc:  # the reader still gets the story; only the count is lost
-            current_app.logger.error("click not counted: %s", exc)
+    if place <= current.settings().max_k:
+        _count_one(rid, query.article, query.placement, lambda p, a, f: Click(p, a, f, place))
     response = redirect(target, 302)
     response.headers["Cache-Control"] = "no-store"  # every click must reach us to be counted
     return response
@@ -112,16 +119,7 @@ PIXEL = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c0
            errors=(400, 404, 422, 429))
 def block_seen(rid: str, query: SeenQuery) -> Any:
     """Count the impression of a server-rendered block (when its rid is genuine) and answer a pixel."""
-    tracking = current.tracking()
-    if tracking.store is not None and request.method == "GET" and tracking.rids.genuine(rid, query.article,
-                                                                                         query.placement):
-        placement, arm, profile = _counted(query.placement, rid)
-        seen = Impression(placement, arm, profile, query.shown)
-        try:
-            tracking.store.record([seen])
-            current.metrics().reader_events([seen])
-        except StateUnavailable as exc:  # the page shows the pixel all the same; only the count is lost
-            current_app.logger.error("impression not counted: %s", exc)
+    _count_one(rid, query.article, query.placement, lambda p, a, f: Impression(p, a, f, query.shown))
     return Response(PIXEL, content_type="image/gif", headers={"Cache-Control": "no-store"})
 
 
