@@ -132,6 +132,19 @@ class Settings:
     request_read_timeout: float = _setting(
         15.0, "Seconds a client has to send a whole request (headers and body) before the connection is dropped."
     )
+    embed_received_in: str = _setting(
+        "process", "Where `serve` embeds articles received through PUT: process (one process of their own at a "
+        "lower CPU priority, so readers' workers never spend a second on it) or worker (in the request's worker)."
+    )
+    embedder_nice: int = _setting(
+        10, "How much lower the CPU priority of that process is than the workers' (a nice value, 0 to 19): the "
+        "higher, the less a burst of PUTs slows readers, and the longer each PUT takes while readers keep the "
+        "CPUs busy."
+    )
+    embed_timeout: float = _setting(
+        120.0, "Seconds a PUT waits for its article to be embedded (queued behind others included) before it "
+        "answers 503 and stores nothing."
+    )
     worker_timeout: int = _setting(
         30, "Seconds a worker may go silent (stuck in one request) before gunicorn replaces it."
     )
@@ -254,6 +267,12 @@ def _build(values: Mapping[str, Any]) -> Settings:
         raise ConfigError("setting 'cache_max_age' must not be negative")
     if not settings.request_read_timeout > 0:
         raise ConfigError("setting 'request_read_timeout' must be positive")
+    if settings.embed_received_in not in ("process", "worker"):
+        raise ConfigError("setting 'embed_received_in' must be process or worker")
+    if not 0 <= settings.embedder_nice <= 19:
+        raise ConfigError("setting 'embedder_nice' must be between 0 and 19")
+    if not settings.embed_timeout > 0:
+        raise ConfigError("setting 'embed_timeout' must be positive")
     if settings.worker_class not in ("gevent", "sync"):
         raise ConfigError("setting 'worker_class' must be gevent or sync")
     if settings.state_url and not settings.state_url.startswith(("postgresql://", "postgres://")):

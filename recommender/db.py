@@ -55,14 +55,15 @@ def _check(db: sqlite3.Connection, path: Path, schema: str) -> None:
             raise _refusal(path, f"is not a state database of this program (table {table!r} is missing or differs)")
 
 
-def _create(path: Path, schema: str) -> None:
+def _create(path: Path, schema: str, upgrades: Sequence[str] = ()) -> None:
     """Create the file under a temporary name and link it into place, so a crash never leaves a half-made
-    (0-byte or schema-less) file that the next start would have to refuse."""
+    (0-byte or schema-less) file that the next start would have to refuse. The schema is the newest one: the
+    file counts every upgrade as applied."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
     temporary.unlink(missing_ok=True)
     with contextlib.closing(sqlite3.connect(temporary, isolation_level=None)) as db:
         db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(f"BEGIN IMMEDIATE; {schema} COMMIT;")
+        db.executescript(f"BEGIN IMMEDIATE; {schema} PRAGMA user_version = {len(upgrades)}; COMMIT;")
     try:
         os.link(temporary, path)  # fails if another process created it meanwhile: theirs is kept
     except FileExistsError:
@@ -74,21 +75,41 @@ def _create(path: Path, schema: str) -> None:
         temporary.unlink(missing_ok=True)
 
 
-def connect_state(path: str | Path, schema: str, check: bool = True, synchronous: str = "FULL") -> sqlite3.Connection:
+def _upgrade(db: sqlite3.Connection, path: Path, upgrades: Sequence[str]) -> None:
+    """Apply the upgrades a file made by an earlier version lacks (PRAGMA user_version counts those applied),
+    all in one transaction: processes starting together upgrade one after the other, and a failure changes
+    nothing."""
+    try:
+        if db.execute("PRAGMA user_version").fetchone()[0] >= len(upgrades):
+            return
+        db.execute("BEGIN IMMEDIATE")
+        reached = db.execute("PRAGMA user_version").fetchone()[0]  # again under the lock
+        for statement in upgrades[reached:]:
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {max(reached, len(upgrades))}")
+        db.execute("COMMIT")
+    except sqlite3.DatabaseError as exc:
+        _roll_back(db)
+        raise _refusal(path, f"could not be upgraded to this version's schema ({exc})") from None
+
+
+def connect_state(path: str | Path, schema: str, check: bool = True, synchronous: str = "FULL",
+                  upgrades: Sequence[str] = ()) -> sqlite3.Connection:
     """A connection in autocommit mode (callers BEGIN IMMEDIATE themselves), WAL so readers never wait for a
     writer, and synchronous=FULL so a change acknowledged to a client is on disk (NORMAL: in the WAL, safe from a
     killed process, not from a power cut; for counts that must not wait for the disk). A missing file is created
-    with the schema; an existing one must pass quick_check and hold the schema (unless check is False: the
-    file was checked by this program already), else StateFileError."""
+    with the schema; an existing one gets the upgrades it lacks, then must pass quick_check and hold the schema
+    (unless check is False: the file was checked by this program already), else StateFileError."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
-        _create(path, schema)
+        _create(path, schema, upgrades)
     elif path.stat().st_size == 0:
         raise _refusal(path, "is empty (0 bytes: a full disk or a failed restore?)")
     db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     try:
         if check:
+            _upgrade(db, path, upgrades)
             _check(db, path, schema)
         with contextlib.suppress(sqlite3.OperationalError):  # a read-only file: reads still work
             db.execute("PRAGMA journal_mode=WAL")
@@ -138,13 +159,13 @@ class SQLiteState:
 
     version_key = "version"  # the row of the file's `state` table that counts its changes
 
-    def __init__(self, path: str | Path, schema: str, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str | Path, schema: str, synchronous: str = "FULL", upgrades: Sequence[str] = ()) -> None:
         self.path, self.schema = Path(path), schema
         self.database = str(self.path)
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self.synchronous = synchronous
-        self._db = connect_state(self.path, schema, synchronous=synchronous)  # a damaged file stops the start
+        self._db = connect_state(self.path, schema, synchronous=synchronous, upgrades=upgrades)  # damaged: no start
 
     def connection(self) -> sqlite3.Connection:
         """This process's connection."""

@@ -17,7 +17,7 @@ from .db import StateUnavailable
 from .embed.cache import EmbeddingCache
 from .embed.signals import RawText, SignalEncoder
 from .embed.vectors import QueryVectors
-from .index.live import LiveStore, Stacked, live_view
+from .index.live import LiveRows, LiveStore, Stacked, live_view
 from .index.loader import BackgroundLoader, at_lowest_priority
 from .index.snapshot import (
     IndexProblem,
@@ -118,6 +118,7 @@ class Recommender:
     _rules: Rules = field(default_factory=Rules)
     _live_version: int = 0
     _live_read: tuple[int, list[tuple[Article, dict[str, np.ndarray]]]] = (-1, [])  # as the store last answered
+    _live_rows: LiveRows | None = None  # what views need of the live articles, kept from one view to the next
     _state_down: bool = False
     _editorial_seen: int | None = None  # the counter the last refresh() read, for the next rules()
     _checked_at: float = 0.0
@@ -129,6 +130,9 @@ class Recommender:
     # live articles over a base the other just replaced (a gevent or sync worker has one such thread anyway).
     _swap_lock: Any = field(default_factory=threading.Lock)
     clock: Callable[[], float] = time.time  # the embargo's wall clock (tests move it)
+    # What put_article embeds with: `serve` sets its embedding process's client here (serve/embedder.py);
+    # None embeds in the calling thread with the engine's encoder.
+    embed_received: Callable[[Article], dict[str, np.ndarray]] | None = None
 
     def __post_init__(self) -> None:
         self.base = self.base or self.snapshot
@@ -221,7 +225,7 @@ class Recommender:
         # requests (under gevent their waits are the hub's, which this thread has none of: a PostgreSQL read
         # from here could hang), and the first request after the swap lays any newer ones.
         version, articles = self._live_read if self.live is not None else (0, [])
-        served = live_view(base, articles, version, self.encoder.lexical_rows) if self.live is not None else base
+        served = live_view(base, articles, version, self._rows_for(base)) if self.live is not None else base
         # What the first requests would otherwise compute (a sort of every date at a million articles: 0.1 s).
         return Prepared(base, served, version, upcoming_of(served, self.clock()),
                         (newest_key(base), newest_order(base)))
@@ -253,7 +257,7 @@ class Recommender:
         try:
             counters = dict(zip(map(id, stores), versions([store.db for store in stores])))
             if self.live is not None and counters[id(self.live)] != self._live_version:
-                self._live_read = self.live.articles()
+                self._live_read = self._read_live_changes()
             self._editorial_seen = counters.get(id(self.editorial))
             self._state_back()
         except StateUnavailable as exc:
@@ -264,8 +268,23 @@ class Recommender:
         with self._swap_lock:
             if version != self._live_version:  # else another thread laid them meanwhile
                 self.snapshot = self.base if self.live is None else live_view(self.base, articles, version,
-                                                                              self.encoder.lexical_rows)
+                                                                              self._rows_for(self.base))
                 self._live_version = version
+
+    def _read_live_changes(self) -> tuple[int, list[tuple[Article, dict[str, np.ndarray]]]]:
+        """The live store's counter and articles, reading again only those changed since the last read."""
+        seen, articles = self._live_read
+        read = self.live.read(seen)
+        kept = {article.id: (article, vectors) for article, vectors in articles if article.id in read.ids}
+        kept.update(read.changed)
+        return read.version, [kept[i] for i in sorted(kept)]
+
+    def _rows_for(self, base: Snapshot) -> LiveRows:
+        """The live articles' rows kept for base's lexical models (new ones for another snapshot's)."""
+        rows = self._live_rows  # one reference: the loading thread may replace it for a new snapshot's models
+        if rows is None or rows.models is not base.sparse_models:
+            rows = self._live_rows = LiveRows(base.sparse_models, self.encoder.lexical_rows)
+        return rows
 
     def refresh(self, now: bool = False) -> None:
         """Serve what changed: a newly published snapshot once a background thread opened and verified it
@@ -321,7 +340,7 @@ class Recommender:
         if self.live is None:
             raise RuntimeError("live articles need a state_dir")
         new = article.id not in self.snapshot.row_of
-        self.live.put(article, self.encoder.embed_dense(article))
+        self.live.put(article, (self.embed_received or self.encoder.embed_dense)(article))
         self.refresh()
         return new
 

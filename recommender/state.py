@@ -85,12 +85,12 @@ def store_location(state_dir: str, state_url: str, filename: str) -> str | Path 
 
 
 def open_state(where: str | Path, name: str, schema: str, migrations: Sequence[str],
-               synchronous: str = "FULL") -> StateDB:
+               synchronous: str = "FULL", upgrades: Sequence[str] = ()) -> StateDB:
     """The database of store `name`: PostgreSQL when where is a postgresql:// URL (brought up to date with the
-    store's numbered migrations), else the SQLite file at where (created with schema when missing; synchronous:
-    see db.connect_state)."""
+    store's numbered migrations), else the SQLite file at where (created with schema, the newest, when missing;
+    a file of an earlier version gets the SQLite upgrades it lacks; synchronous: see db.connect_state)."""
     if is_database_url(where):
         from .pg import PostgresState  # psycopg loads only where PostgreSQL is used
 
         return PostgresState(str(where), name, migrations)
-    return SQLiteState(Path(where), schema, synchronous)
+    return SQLiteState(Path(where), schema, synchronous, upgrades)

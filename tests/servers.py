@@ -16,11 +16,21 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
+from recommender.serve.embedder import PROCESS_NAME
+
 # Start-up is about two seconds; the deadline is for a machine whose other core is busy with a test suite.
 START_DEADLINE = 120.0
 # What a stop may take before the test fails: the graceful period of a running request plus exit.
 STOP_DEADLINE = 30.0
 SERVING = re.compile(r"with (\d+) workers on (http://\S+)")
+EMBEDDER_NAME = PROCESS_NAME.decode()
+
+
+def _name_of(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:  # ended meanwhile
+        return ""
 
 
 def get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
@@ -88,10 +98,18 @@ class ServerProcess:
         except OSError:
             return False
 
-    def workers(self) -> list[int]:
-        """The worker pids (children of the master)."""
+    def children(self) -> list[int]:
+        """The pids of the master's children: its workers and the embedding process."""
         found = subprocess.run(["pgrep", "-P", str(self.pid)], capture_output=True, text=True).stdout
         return [int(pid) for pid in found.split()]
+
+    def workers(self) -> list[int]:
+        """The worker pids (the master's children but the embedding process)."""
+        return [pid for pid in self.children() if _name_of(pid) != EMBEDDER_NAME]
+
+    def embedder(self) -> int | None:
+        """The pid of the embedding process of PUT articles, None while there is none."""
+        return next((pid for pid in self.children() if _name_of(pid) == EMBEDDER_NAME), None)
 
     def stop(self, sig: int = signal.SIGTERM, group: bool = True, deadline: float = STOP_DEADLINE) -> float:
         """Send sig (to the process group or the master alone) and wait for the exit; returns the seconds.
@@ -131,3 +149,19 @@ class ServerProcess:
         finally:
             if self.process.poll() is None or self.group_alive():
                 self.kill()
+
+
+def tiny_tfidf_index(folder: Path, count: int = 4, env: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
+    """A tfidf index of count short articles in folder, and the environment a server over it needs (its state
+    in folder/state, plus env): (index_dir, env)."""
+    from conftest import record, write_jsonl
+
+    from recommender.config import load_settings
+    from recommender.jobs.index_job import build_index
+
+    corpus = write_jsonl(folder / "c.jsonl", [record(f"a{i}", body=f"Text {i} über die Donau und Passau.")
+                                              for i in range(count)])
+    settings = load_settings(environ={}, profile="tfidf", index_dir=str(folder / "index"), cache_dir="")
+    build_index([corpus], settings.index_dir, settings)
+    return settings.index_dir, {"RECOMMENDER_PROFILE": "tfidf", "RECOMMENDER_CACHE_DIR": "",
+                                "RECOMMENDER_STATE_DIR": str(folder / "state"), **(env or {})}

@@ -12,7 +12,7 @@ from recommender.embed.signals import RawText, SignalEncoder
 from recommender.embed.vectors import SignalArrays
 from recommender.engine import Recommender, UnknownArticle
 from recommender.index.graph import SearchLayout
-from recommender.index.live import live_view
+from recommender.index.live import LiveRows, live_view
 from recommender.index.search import ExactSearch, GraphSearch
 from recommender.index.snapshot import Snapshot
 from recommender.ingest.profiles import (
@@ -169,7 +169,8 @@ def test_articles_added_after_the_build_are_candidates_of_every_query(corpus, en
     _, graph = engines
     fresh = make_article("s9-new", "Geschichte 9 neu", articles[72].body + " Neu.", days_ago=0, now=NOW)
     vector = arrays.dense["use"][72] + arrays.dense["use"][73]
-    view = live_view(graph.base, [(fresh, {"use": vector / np.linalg.norm(vector)})], 1, graph.encoder.lexical_rows)
+    view = live_view(graph.base, [(fresh, {"use": vector / np.linalg.norm(vector)})],
+                     1, LiveRows(graph.base.sparse_models, graph.encoder.lexical_rows))
     engine = engine_of(view)
     assert view.search is graph.base.search and view.search.n_rows_ == len(view) - 1
     assert "s9-new" in engine.related("s9-2", 3).ids

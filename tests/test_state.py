@@ -132,6 +132,22 @@ def test_live_articles_keep_their_vectors(where):
     assert stored[0][1]["e5"].dtype == np.float32 and np.allclose(stored[0][1]["e5"], vectors["e5"] * 2)
 
 
+def test_a_live_read_returns_only_what_changed_since_the_counter_given(where):
+    """What each worker reads after a PUT: the ids, and only the articles written after the counter it saw."""
+    store, vectors = LiveStore(where("live")), {"use": np.ones(4, dtype=np.float32)}
+    for article_id in ("a", "b", "c"):
+        store.put(make_article(article_id, f"Titel {article_id}", "Text."), vectors)
+    first = store.read()
+    assert first.version == 3 and set(first.changed) == {"a", "b", "c"} == set(first.ids)
+    store.put(make_article("b", "Titel b, berichtigt", "Text."), vectors)
+    second = store.read(first.version)
+    assert second.version == 4 and set(second.changed) == {"b"} and second.ids == first.ids
+    assert second.changed["b"][0].title == "Titel b, berichtigt" and second.changed["b"][1]["use"].tolist() == [1] * 4
+    assert store.read(second.version).changed == {}
+    store.db.write(lambda db: db.execute("DELETE FROM live_articles WHERE id = ?", ("c",)))
+    assert store.read(second.version).ids == {"a", "b"}
+
+
 def test_event_counts_and_the_shared_secret(where):
     store = EventStore(where("events"))
     secret = store.secret()
@@ -168,7 +184,7 @@ def test_migrations_are_numbered_applied_once_and_recorded(pg_url):
     with psycopg.connect(pg_url) as conn:
         applied = conn.execute("SELECT store, version FROM schema_migrations ORDER BY store").fetchall()
         counters = conn.execute("SELECT key, value FROM state ORDER BY key").fetchall()
-    assert applied == [("editorial", 1), ("events", 1), ("live", 1)] and counters == [("editorial", 0), ("live", 0)]
+    assert applied == [("editorial", 1), ("events", 1), ("live", 1), ("live", 2)] and counters == [("editorial", 0), ("live", 0)]
     second = ("CREATE TABLE notes (id INTEGER PRIMARY KEY)", "ALTER TABLE notes ADD COLUMN body TEXT")
     reached = []
     threads = [threading.Thread(target=lambda: reached.append(migrate(pg_url, "notes", second))) for _ in range(4)]

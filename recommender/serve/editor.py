@@ -82,7 +82,8 @@ def delete_override(article_id: str, body: Override) -> Any:
 
 
 @editor.put("/v1/articles/<article_id>")
-@operation("Insert or update an article: embedded and served at once, without a rebuild", editor=True,
+@operation("Insert or update an article: embedded (by the embedding process) and served at once, without a rebuild",
+           editor=True,
            path=NewArticlePath, query=Restore, body=Article, answers={201: (Written, "created"), 200: (Written, "updated")},
            errors=(400, 401, 403, 404, 409, 408, 413, 415, 422, 429, 503))
 def put_article(article_id: str, query: Restore, body: Article) -> Any:

@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 from ..db import StateUnavailable
 from ..engine import UnknownArticle, UnknownPlacement
 from . import current
+from .embedder import EmbedderUnavailable, EmbeddingFailed
 from .limits import retry_after_seconds
 
 
@@ -46,6 +47,8 @@ def init_app(app: Flask) -> None:
     """Answer ApiError, unavailable editors' state, HTTP errors and anything unexpected as JSON."""
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(StateUnavailable, _state_unavailable)
+    app.register_error_handler(EmbedderUnavailable, _embedder_unavailable)
+    app.register_error_handler(EmbeddingFailed, _embedding_failed)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
 
@@ -58,6 +61,16 @@ def _state_unavailable(error: StateUnavailable) -> Any:
     current_app.logger.error("%s", error)
     return jsonify(error="state_unavailable", message=f"{error}; reads keep working, retry the write later"), \
         503, {"Retry-After": "30"}
+
+
+def _embedder_unavailable(error: EmbedderUnavailable) -> Any:
+    current_app.logger.error("%s", error)
+    return jsonify(error="embedder_unavailable", message=str(error)), 503, {"Retry-After": "10"}
+
+
+def _embedding_failed(error: EmbeddingFailed) -> Any:
+    current_app.logger.error("embedding failed: %s", error)
+    return jsonify(error="embedding_failed", message="the article could not be embedded; nothing was stored"), 500
 
 
 def _http_error(error: HTTPException) -> Any:

@@ -42,7 +42,21 @@ SERVER_FAULTS = (http_errors.InvalidResponseHeader, http_errors.InvalidResponseH
 
 
 class SignalSafeArbiter(Arbiter):
-    """gunicorn's master, forking its workers with the stop signals blocked (see STOP_SIGNALS)."""
+    """gunicorn's master, forking its workers with the stop signals blocked (see STOP_SIGNALS), and keeping the
+    embedding process of PUT articles (embedder.EmbeddingProcess) running."""
+
+    embedder: Any = None
+
+    def manage_workers(self) -> None:
+        """Start or stop workers to match the configured number (gunicorn's), and the embedding process again
+        if it died (checked on every turn of the master's loop, at least once a second)."""
+        super().manage_workers()
+        if self.embedder is not None:
+            previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+            try:
+                self.embedder.keep_running(tuple(listener.fileno() for listener in self.LISTENERS))
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     def spawn_worker(self) -> int:
         """Fork one worker; in the child this call only returns when the worker exits."""

@@ -25,7 +25,8 @@ ERRORS = {400: "bad parameter, or an unknown placement (unknown_placement, namin
           409: "the article is taken down (PUT it with ?restore=true to publish it again)", 413: "body too large",
           415: "not JSON", 422: "invalid article or override, or a field longer than its bound (too_long)",
           429: "too many writes from this client (see Retry-After)",
-          503: "not ready, or no state_dir for editors' decisions"}
+          503: "not ready, no state_dir for editors' decisions, the state unavailable (state_unavailable), or the "
+               "embedding process of PUT articles restarting or too busy (embedder_unavailable; see Retry-After)"}
 
 
 def openapi_spec(app: Flask, settings: Settings) -> dict[str, Any]:

@@ -23,19 +23,37 @@ def serve(settings: Settings, announce: Any = print) -> None:
     master_pid = os.getpid()
     metrics_dir = tempfile.mkdtemp(prefix="recommender-metrics-")
     os.environ[MULTIPROC_ENV] = metrics_dir  # read by prometheus_client in every worker
+    embedder = None
     try:
         from .app import create_app
 
-        _gunicorn(settings, create_app(settings), announce).run()
+        app = create_app(settings)
+        embedder = _embedding_process(settings, app.extensions[ENGINE])
+        _gunicorn(settings, app, announce, embedder).run()
     finally:
         # Every worker is a fork of this call and leaves through this block too (on a reload, a timeout or a
         # crash): only the master may remove the folder the surviving and the new workers still write to.
         if os.getpid() == master_pid:
+            if embedder is not None:
+                embedder.stop()
             shutil.rmtree(metrics_dir, ignore_errors=True)
             os.environ.pop(MULTIPROC_ENV, None)
 
 
-def _gunicorn(settings: Settings, app: Any, announce: Any) -> Any:
+def _embedding_process(settings: Settings, engine: Any) -> Any:
+    """Start the process that embeds PUT articles (embedder.py), and point the engine at it; None when PUT is
+    off (no state) or embed_received_in is worker."""
+    if engine.live is None or settings.embed_received_in != "process":
+        return None
+    from .embedder import EmbedClient, EmbeddingProcess
+
+    process = EmbeddingProcess(engine.encoder.embed_dense, settings.embedder_nice)
+    process.start()
+    engine.embed_received = EmbedClient(process.path, settings.embed_timeout).embed_dense
+    return process
+
+
+def _gunicorn(settings: Settings, app: Any, announce: Any, embedder: Any = None) -> Any:
     """A gunicorn application serving app with the hooks and options of `recommender serve`."""
     from gunicorn.app.base import BaseApplication
 
@@ -96,7 +114,9 @@ def _gunicorn(settings: Settings, app: Any, announce: Any) -> Any:
             return app
 
         def run(self) -> None:
-            SignalSafeArbiter(self).run()
+            arbiter = SignalSafeArbiter(self)
+            arbiter.embedder = embedder
+            arbiter.run()
 
     return Gunicorn()
 

@@ -11,7 +11,7 @@ from recommender.embed.signals import SignalEncoder
 from recommender.embed.vectors import SignalArrays
 from recommender.engine import Recommender
 from recommender.index.graph import SearchLayout, graph_signals
-from recommender.index.live import live_view
+from recommender.index.live import LiveRows, live_view
 from recommender.index.search import ExactSearch, GraphSearch
 from recommender.index.snapshot import (
     load_snapshot,
@@ -116,7 +116,8 @@ def test_an_article_added_after_the_build_reaches_the_lists_of_old_ones(engines)
     _, graph, articles, vectors = engines
     fresh = make_article("s5-new", articles[50].title + " Neues", "Ganz neue Worte über Ort5.", days_ago=0, now=NOW)
     vector = (vectors[50] + vectors[51]) / np.linalg.norm(vectors[50] + vectors[51])
-    view = live_view(graph.base, [(fresh, {"use": vector})], 1, graph.encoder.lexical_rows)
+    view = live_view(graph.base, [(fresh, {"use": vector})],
+                     1, LiveRows(graph.base.sparse_models, graph.encoder.lexical_rows))
     graph.snapshot = view
     try:
         assert "s5-new" in graph.related(articles[51].id, k=3).ids
@@ -133,7 +134,8 @@ def test_among_many_received_articles_the_related_one_still_reaches_old_lists(en
               for i in range(150)]  # more than a round takes of them: only their nearest join a request
     fresh = make_article("s5-new", articles[50].title + " Neues", "Ganz neue Worte über Ort5.", days_ago=0, now=NOW)
     vector = (vectors[50] + vectors[51]) / np.linalg.norm(vectors[50] + vectors[51])
-    graph.snapshot = live_view(graph.base, [*others, (fresh, {"use": vector})], 1, graph.encoder.lexical_rows)
+    graph.snapshot = live_view(graph.base, [*others, (fresh, {"use": vector})],
+                     1, LiveRows(graph.base.sparse_models, graph.encoder.lexical_rows))
     try:
         assert "s5-new" in graph.related(articles[51].id, k=3).ids
         assert not any(i.startswith("x-") for i in graph.related(articles[51].id, k=3).ids)

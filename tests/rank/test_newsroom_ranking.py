@@ -255,13 +255,14 @@ def test_placements_apply_and_a_request_overrides_them(newsroom):
 
 
 def test_the_fallback_finds_the_newest_among_loaded_and_live_rows(newsroom):
-    from recommender.index.live import live_view
+    from recommender.index.live import LiveRows, live_view
 
     articles, arrays = newsroom
     engine = engine_over(articles, arrays)
     fresh = make_article("live-news", "Titel live", "Text live wort77 ganz neu.", days_ago=0.1, now=NOW)
     vector = unit([np.eye(8)[7]])[0]
-    engine.snapshot = live_view(engine.snapshot, [(fresh, {"use": vector})], 1, engine.encoder.lexical_rows)
+    engine.snapshot = live_view(engine.snapshot, [(fresh, {"use": vector})], 1,
+                                LiveRows(engine.snapshot.sparse_models, engine.encoder.lexical_rows))
     filled = engine.related("a0", 5, request=Options(min_relatedness=0.9, fallback="recent"))
     assert [s.id for s in filled.suggestions if s.relation == "fallback"] == ["live-news", "pol-de"]
     # The loaded rows' order is sorted once and reused by every later live view of that snapshot.

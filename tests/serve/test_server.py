@@ -7,23 +7,13 @@ import threading
 import time
 
 import pytest
-from conftest import record, write_jsonl
-from servers import ServerProcess, get
-
-from recommender.config import load_settings
-from recommender.jobs.index_job import build_index
+from servers import ServerProcess, get, tiny_tfidf_index
 
 
 @pytest.fixture
 def tiny_index(tmp_path):
     """A 4-article tfidf index and the environment a server over it needs: (index_dir, env)."""
-    corpus = write_jsonl(tmp_path / "c.jsonl", [record(f"a{i}", body=f"Text {i} über die Donau und Passau.")
-                                                  for i in range(4)])
-    settings = load_settings(environ={}, profile="tfidf", index_dir=str(tmp_path / "index"), cache_dir="")
-    build_index([corpus], settings.index_dir, settings)
-    env = {"RECOMMENDER_PROFILE": "tfidf", "RECOMMENDER_CACHE_DIR": "",
-           "RECOMMENDER_STATE_DIR": str(tmp_path / "state")}
-    return settings.index_dir, env
+    return tiny_tfidf_index(tmp_path)
 
 
 @pytest.fixture
