@@ -95,10 +95,9 @@ class LiveStore:
         return read.version, [read.changed[i] for i in sorted(read.changed)]
 
     def read(self, since: int = -1) -> LiveRead:
-        """The counter, every id, and the articles changed after counter `since` (-1: all), in one transaction.
-
-        Under PostgreSQL's read committed, a write committed between the counter's and the rows' statements
-        shows up with a counter above the one returned: it is read again next time, never missed."""
+        """The counter, every id, and the articles changed after counter `since` (-1: all), in one read
+        transaction (one snapshot of the database: an article written after the counter read is not seen, and
+        is read with the next counter)."""
         def read(db: Cursor) -> tuple[int, list[Any]]:
             version = int(db.execute("SELECT value FROM state WHERE key = ?", (self.db.version_key,)).fetchone()[0])
             rows = db.execute("SELECT id, CASE WHEN changed > ? OR ? < 0 THEN record END, "
