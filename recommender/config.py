@@ -143,7 +143,7 @@ class Settings:
     )
     embed_timeout: float = _setting(
         120.0, "Seconds a PUT waits for its article to be embedded (queued behind others included) before it "
-        "answers 503 and stores nothing."
+        "answers 503 and stores nothing (with worker_class sync at most worker_timeout - 5)."
     )
     worker_timeout: int = _setting(
         30, "Seconds a worker may go silent (stuck in one request) before gunicorn replaces it."

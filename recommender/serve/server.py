@@ -49,7 +49,12 @@ def _embedding_process(settings: Settings, engine: Any) -> Any:
 
     process = EmbeddingProcess(engine.encoder.embed_dense, settings.embedder_nice)
     process.start()
-    engine.embed_received = EmbedClient(process.path, settings.embed_timeout).embed_dense
+    timeout = settings.embed_timeout
+    if settings.worker_class == "sync":
+        # A sync worker waiting for the vectors is silent to gunicorn, which replaces it after worker_timeout
+        # (the CMS would get a reset connection): it gives up first and answers 503.
+        timeout = min(timeout, max(1.0, settings.worker_timeout - 5.0))
+    engine.embed_received = EmbedClient(process.path, timeout).embed_dense
     return process
 
 

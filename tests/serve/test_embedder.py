@@ -130,3 +130,22 @@ def test_embedding_in_the_worker_stays_available(tmp_path):
         server.wait_ready()
         assert server.embedder() is None
         assert put(server.base, "neu-1")[0] == 201
+
+
+def test_a_sync_worker_gives_up_on_a_stuck_embedder_before_gunicorn_replaces_it(tmp_path):
+    """With sync workers a worker waiting for the vectors looks stuck to gunicorn: it answers 503 first."""
+    index_dir, env = tiny_tfidf_index(tmp_path, env={"RECOMMENDER_API_TOKEN": TOKEN, "RECOMMENDER_WORKER_CLASS": "sync",
+                                                     "RECOMMENDER_WORKER_TIMEOUT": "8"})
+    with ServerProcess(index_dir, tmp_path / "server.log", env) as server:
+        server.wait_ready()
+        workers, embedder = set(server.workers()), server.embedder()
+        os.kill(embedder, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            status, answer = put(server.base, "neu-1")
+            assert status == 503 and answer["error"] == "embedder_unavailable"
+            assert 2 <= time.monotonic() - started < 8
+        finally:
+            os.kill(embedder, signal.SIGCONT)
+        assert put(server.base, "neu-1")[0] == 201
+        assert set(server.workers()) == workers  # no worker was replaced
