@@ -180,3 +180,15 @@ def test_articles_added_after_the_build_are_candidates_of_every_query(corpus, en
 def test_unknown_articles_are_refused(engines):
     with pytest.raises(UnknownArticle, match="not in the index"):
         engines[1].related("nope")
+
+
+def test_newest_order_is_the_stable_order_of_the_dates_without_a_stable_sort():
+    """Ties keep row order, as numpy's stable sort would (which holds the GIL: a stall while preparing)."""
+    from types import SimpleNamespace
+
+    from recommender.engine import newest_order
+
+    stamps = np.random.default_rng(5).integers(-50, 50, size=5_000) * 86_400 + 1_700_000_000  # many ties
+    snapshot = SimpleNamespace(manifest={"n_articles": 4_000}, published_at=stamps)  # 1,000 rows laid over
+    expected = np.argsort(-stamps[:4_000], kind="stable")
+    assert np.array_equal(newest_order(snapshot), expected) and newest_order(snapshot).dtype == np.int32
