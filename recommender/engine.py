@@ -18,7 +18,7 @@ from .embed.cache import EmbeddingCache
 from .embed.signals import RawText, SignalEncoder
 from .embed.vectors import QueryVectors
 from .index.live import LiveRows, LiveStore, Stacked, live_view
-from .index.loader import BackgroundLoader, at_lowest_priority
+from .index.loader import BackgroundLoader, at_lowest_priority, drop_in_background
 from .index.snapshot import (
     IndexProblem,
     Snapshot,
@@ -238,8 +238,12 @@ class Recommender:
                 return
             if outcome.error is None:
                 prepared: Prepared = outcome.result
+                retired = [self.base, self.snapshot, self._upcoming, self._newest]
                 self._upcoming, self._newest = (prepared.served, prepared.upcoming), prepared.newest
                 self.base, self.snapshot, self._live_version = prepared.base, prepared.served, prepared.live_version
+                # The old snapshot's last references: unmapping its files took 30 ms of this request.
+                drop_in_background(retired)
+                del retired
             else:
                 self._refused = outcome.target  # not retried on every look; a newer publish is tried again
         if outcome.error is None:

@@ -56,6 +56,13 @@ def lowest_priority() -> None:
         pass
 
 
+def drop_in_background(objects: list[Any]) -> None:
+    """Drop the references objects holds in a thread of its own, emptying the list: a served snapshot's last
+    reference unmaps gigabytes of files (32 ms at 1,000,000 articles), which a request should not wait for.
+    The caller must hold no other reference to them."""
+    native("start_new_thread")(objects.clear, ())
+
+
 def at_lowest_priority(function: Callable[[], Any]) -> Any:
     """function() in a thread of its own at the lowest CPU priority (a thread cannot raise its priority again),
     waited for without the GIL; its result, or its exception raised here."""
