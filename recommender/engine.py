@@ -17,7 +17,7 @@ from .db import StateUnavailable
 from .embed.cache import EmbeddingCache
 from .embed.signals import RawText, SignalEncoder
 from .embed.vectors import QueryVectors
-from .index.live import LiveRows, LiveStore, Stacked, live_view
+from .index.live import LiveRows, LiveStore, Received, Stacked, live_view
 from .index.loader import BackgroundLoader, at_lowest_priority, drop_in_background
 from .index.snapshot import (
     IndexProblem,
@@ -117,7 +117,7 @@ class Recommender:
     index_dir: Path | None = None
     _rules: Rules = field(default_factory=Rules)
     _live_version: int = 0
-    _live_read: tuple[int, list[tuple[Article, dict[str, np.ndarray]]]] = (-1, [])  # as the store last answered
+    _live_read: tuple[int, list[Received]] = (-1, [])  # as the store last answered
     _live_rows: LiveRows | None = None  # what views need of the live articles, kept from one view to the next
     _state_down: bool = False
     _editorial_seen: int | None = None  # the counter the last refresh() read, for the next rules()
@@ -275,7 +275,7 @@ class Recommender:
                                                                               self._rows_for(self.base))
                 self._live_version = version
 
-    def _read_live_changes(self) -> tuple[int, list[tuple[Article, dict[str, np.ndarray]]]]:
+    def _read_live_changes(self) -> tuple[int, list[Received]]:
         """The live store's counter and articles, reading again only those changed since the last read."""
         seen, articles = self._live_read
         read = self.live.read(seen)

@@ -223,7 +223,7 @@ def stack_rows(rows: list[sparse.csr_matrix]) -> sparse.csr_matrix:
 
 def live_view(
     base: Snapshot,
-    live: list[tuple[Article, dict[str, np.ndarray]]],
+    live: list[Received],
     version: int,
     rows: LiveRows,
 ) -> Snapshot:
