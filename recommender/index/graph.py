@@ -5,8 +5,8 @@ is too slow: it reads every vector (3.6 KB an article in the default profile; me
 10,000 articles, ~100 ms at a million, bound by memory bandwidth), so the job builds:
 
 * one usearch HNSW graph per signal that carries a large share of the fused score (float16, stored in the
-  snapshot and memory-mapped by the server: start-up does not read it), for queries by text and for articles
-  without a list;
+  snapshot and memory-mapped by the server: opening it touches every page once, to find its nodes), for
+  queries by text and for articles without a list;
 * for every article, the rows of its `candidates` nearest neighbours in each graph. Related-by-id is then a
   lookup, re-scored with every weighted signal and freshness, filtered and collapsed over a hundred rows
   instead of a million.
@@ -16,6 +16,7 @@ and speed, and the only one of the three that serves a saved graph memory-mapped
 """
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -78,7 +79,8 @@ def build_graph(vectors: np.ndarray, layout: SearchLayout) -> Any:
 
 
 def open_graph(path: Path, expansion_search: int) -> Any:
-    """A saved graph, memory-mapped (nothing read until searched)."""
+    """A saved graph, memory-mapped (a worker opens a newly published snapshot's graph in a background thread
+    while its requests run: as little as possible of the open holds the GIL)."""
     from usearch.index import Index
 
     meta = Index.metadata(str(path))
@@ -89,9 +91,25 @@ def open_graph(path: Path, expansion_search: int) -> Any:
     # holding the GIL, so a worker opening a newly published snapshot in the background answered nothing then.
     graph = Index(ndim=meta["dimensions"], dtype=meta["kind_scalar"], metric=meta["kind_metric"],
                   enable_key_lookups=False)
-    graph.view(str(path))
+    # usearch's view still holds the GIL while it walks every node: 40 ms at a million, a stall of the worker's
+    # requests. Its progress callback, called once per node, could let them run in between, but made the open
+    # 250 ms of CPU beside them (bench/swap_stall.py was no better with it).
+    mapped = mapped_in(path)
+    graph.view(mapped)
+    graph.mapped_file = mapped  # the graph's nodes point into it: unmapped with the graph, not before
     graph.expansion_search = expansion_search  # not stored in the file
     return graph
+
+
+def mapped_in(path: Path) -> mmap.mmap:
+    """path memory-mapped read-only, every page of it faulted in without holding the GIL."""
+    with open(path, "rb") as handle:
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    # usearch's view reads every node's header (one or more in each page) holding the GIL; mapped by usearch
+    # itself, each page faulted in there: 50-80 ms at a million nodes with every request of the worker waiting
+    # (over 300 ms beside a busy neighbour). numpy reads a byte of each page without the GIL.
+    np.frombuffer(mapped, dtype=np.uint8)[:: mmap.PAGESIZE].max()
+    return mapped
 
 
 def search_graphs(graphs: Mapping[str, Any], queries: Mapping[str, np.ndarray], count: int,

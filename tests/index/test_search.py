@@ -119,3 +119,20 @@ def test_no_exact_round_when_the_filters_allow_too_many_rows(dense):
     assert len(list(graph.rounds({"v": dense["v"][0]}, 5, 500, row=0, allowed=lambda: few))) == 3
     # Without a mask every row is allowed.
     assert len(list(graph.rounds({"v": dense["v"][0]}, 5, 500, row=0))) == 2
+
+
+def test_a_served_graph_keeps_its_file_mapped_as_long_as_it_lives(searches, dense, tmp_path):
+    import gc
+    import weakref
+
+    from recommender.index.graph import open_graph
+
+    _, graph = searches
+    graph.save(tmp_path)
+    served = open_graph(tmp_path / "graph_v.usearch", LAYOUT.expansion_search)
+    mapping = weakref.ref(served.mapped_file)
+    gc.collect()  # nothing but the graph holds the mapping its nodes point into
+    queries = dense["v"][:20]
+    np.testing.assert_array_equal(served.search(queries, K).keys, graph.graphs_["v"].search(queries, K).keys)
+    del served
+    assert mapping() is None  # unmapped with the graph, by its reference count alone
