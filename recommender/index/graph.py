@@ -107,7 +107,7 @@ def mapped_in(path: Path) -> mmap.mmap:
         mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     # usearch's view reads every node's header (one or more in each page) holding the GIL; mapped by usearch
     # itself, each page faulted in there: 50-80 ms at a million nodes with every request of the worker waiting
-    # (over 300 ms beside a busy neighbour). numpy reads a byte of each page without the GIL.
+    # (longer beside other load). numpy reads a byte of each page first, without the GIL.
     np.frombuffer(mapped, dtype=np.uint8)[:: mmap.PAGESIZE].max()
     return mapped
 
