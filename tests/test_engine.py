@@ -182,8 +182,8 @@ def test_unknown_articles_are_refused(engines):
         engines[1].related("nope")
 
 
-def test_newest_order_is_the_stable_order_of_the_dates_without_a_stable_sort():
-    """Ties keep row order, as numpy's stable sort would (which holds the GIL: a stall while preparing)."""
+def test_newest_order_keeps_row_order_among_equal_dates():
+    """Newest first, ties in row order, over the rows the snapshot was loaded with (not those laid over it)."""
     from types import SimpleNamespace
 
     from recommender.engine import newest_order
