@@ -18,7 +18,12 @@ from .embed.cache import EmbeddingCache
 from .embed.signals import RawText, SignalEncoder
 from .embed.vectors import QueryVectors
 from .index.live import LiveRows, LiveStore, Received, Stacked, live_view
-from .index.loader import BackgroundLoader, at_lowest_priority, drop_in_background
+from .index.loader import (
+    BackgroundLoader,
+    at_lowest_priority,
+    drop_in_background,
+    lowest_priority,
+)
 from .index.snapshot import (
     IndexProblem,
     Snapshot,
@@ -133,6 +138,10 @@ class Recommender:
     # What put_article embeds with: `serve` sets its embedding process's client here (serve/embedder.py);
     # None embeds in the calling thread with the engine's encoder.
     embed_received: Callable[[Article], dict[str, np.ndarray]] | None = None
+    # Whether refresh() looks for newly published snapshots itself. `serve` turns it off in gunicorn's workers:
+    # its master prepares each snapshot once (`follow_published`) and replaces the workers with forks of itself,
+    # so no process that answers requests ever opens one (usearch holds the GIL ~50 ms mapping a graph).
+    reloads_itself: bool = True
 
     def __post_init__(self) -> None:
         self.base = self.base or self.snapshot
@@ -198,9 +207,10 @@ class Recommender:
         except IndexProblem:
             return None
 
-    def _notice_published(self, now: bool = False) -> None:
+    def _notice_published(self, now: bool = False, for_forks: bool = False) -> None:
         """Start opening the snapshot `current` points at in the background if it is a new one; looked for at
-        most every reload_interval seconds (at once if now)."""
+        most every reload_interval seconds (at once if now). for_forks: prepared in gunicorn's master for the
+        workers it forks, all of it at the lowest CPU priority, over the live articles as stored now."""
         moment = time.monotonic()
         if self.index_dir is None or (not now and moment - self._checked_at < self.settings.reload_interval):
             return
@@ -209,7 +219,10 @@ class Recommender:
         if target is None or target == self.base.path.resolve() or target == self._refused:
             return  # nothing new; a refused snapshot is tried again only once another one was published
         # One loader per engine: while it runs, a newer publish waits for the next look (it ends on the newest).
-        self._loader.begin(target, partial(self._prepare, target, self._expected()))
+        if for_forks:
+            self._lay_live()
+        prepare = partial(self._prepare, target, self._expected())
+        self._loader.begin(target, partial(_niced, prepare) if for_forks else prepare)
 
     def _prepare(self, target: Path, expected: dict[str, Any]) -> Prepared:
         """The snapshot at target opened, verified and made ready to serve (in the loading thread)."""
@@ -230,19 +243,22 @@ class Recommender:
         return Prepared(base, served, version, upcoming_of(served, self.clock()),
                         (newest_key(base), newest_order(base)))
 
-    def _swap_prepared(self) -> None:
-        """Serve the snapshot the loader made ready, replacing the served one whole; or log why not."""
+    def _swap_prepared(self, drop_now: bool = False) -> bool:
+        """Serve the snapshot the loader made ready, replacing the served one whole, or log why not; True if
+        swapped. The old one is dropped in a thread of its own, unless drop_now."""
         with self._swap_lock:
             outcome = self._loader.take()  # under the lock: one thread swaps it
             if outcome is None:
-                return
+                return False
             if outcome.error is None:
                 prepared: Prepared = outcome.result
                 retired = [self.base, self.snapshot, self._upcoming, self._newest]
                 self._upcoming, self._newest = (prepared.served, prepared.upcoming), prepared.newest
                 self.base, self.snapshot, self._live_version = prepared.base, prepared.served, prepared.live_version
-                # The old snapshot's last references: unmapping its files took 30 ms of this request.
-                drop_in_background(retired)
+                if drop_now:
+                    retired.clear()
+                else:  # the old snapshot's last references: unmapping its files took 30 ms of this request
+                    drop_in_background(retired)
                 del retired
             else:
                 self._refused = outcome.target  # not retried on every look; a newer publish is tried again
@@ -252,6 +268,7 @@ class Recommender:
         else:
             log.error("not switching to snapshot %s, still serving %s: %s", outcome.target, self.base.version,
                       outcome.error, exc_info=None if isinstance(outcome.error, IndexProblem) else outcome.error)
+        return outcome.error is None
 
     def _lay_live(self) -> None:
         """Read the state's change counters (one read for both stores) and lay the live articles over the base
@@ -296,10 +313,37 @@ class Recommender:
         stored. Each costs one cheap read when nothing changed, and no request waits for a snapshot to load.
         The served snapshot is replaced by a new object, never changed in place, so a request in flight keeps
         a consistent one."""
-        if self._loader.done:
-            self._swap_prepared()
-        self._notice_published(now)
+        if self.reloads_itself:
+            if self._loader.done:
+                self._swap_prepared()
+            self._notice_published(now)
         self._lay_live()
+
+    def follow_published(self) -> bool:
+        """For a process that answers no requests (gunicorn's master, which forks the workers): swap in the
+        snapshot its background thread finished preparing, True if it did; else start preparing a newly
+        published one (looked for at most every reload_interval seconds). The live articles are read only then
+        (a state that cannot be reached would hold the master up to a connection timeout on every look), so
+        that what a fork inherits is up to date."""
+        if self._loader.running:
+            return False
+        if self._loader.done:
+            swapped = self._swap_prepared(drop_now=True)  # no request here to keep waiting for the unmapping
+            self._lay_live()  # those stored while it was prepared
+            return swapped
+        # Whole at the lowest priority: here no request waits for the GIL the preparation holds, and the
+        # workers' requests go first (the dates' sort at the workers' priority took half a core from them).
+        self._notice_published(for_forks=True)
+        return False
+
+    @property
+    def preparing(self) -> bool:
+        """Whether a newly published snapshot is being prepared in a background thread now."""
+        return self._loader.running
+
+    def wait_prepared(self) -> None:
+        """Wait until no snapshot is being prepared (blocks the whole thread: never for a request)."""
+        self._loader.wait()
 
     def wait_for_swap(self, timeout: float | None = None) -> bool:
         """Look for a newly published snapshot now and wait until it is served (for tests and commands that
@@ -509,6 +553,12 @@ class Recommender:
         order = newest_order(snapshot)
         self._newest = (key, order)
         return order
+
+
+def _niced(function: Callable[[], Any]) -> Any:
+    """function() with the calling thread at the lowest CPU priority for good."""
+    lowest_priority()
+    return function()
 
 
 def upcoming_of(snapshot: Snapshot, now: float) -> np.ndarray:

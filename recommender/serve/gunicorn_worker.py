@@ -40,26 +40,104 @@ CLIENT_ERRORS: list[tuple[type[Exception], int, str, str]] = [
 SERVER_FAULTS = (http_errors.InvalidResponseHeader, http_errors.InvalidResponseHeaderName,
                  http_errors.ConfigurationProblem)
 
+ROLL_TICK = 0.05  # seconds between the master's looks while a snapshot is prepared or rolled out
+BOOT_WAIT = 10.0  # seconds a fork may take to serve before the old worker it replaces is stopped anyway
+
 
 class SignalSafeArbiter(Arbiter):
-    """gunicorn's master, forking its workers with the stop signals blocked (see STOP_SIGNALS), and keeping the
-    embedding process of PUT articles (embedder.EmbeddingProcess) running."""
+    """gunicorn's master, forking its workers with the stop signals blocked (see STOP_SIGNALS), keeping the
+    embedding process of PUT articles (embedder.EmbeddingProcess) running, and rolling the workers over to each
+    newly published snapshot.
+
+    The roll: the master's engine prepares the new snapshot once, in a background thread (`follow_published`:
+    checksums, usearch mapping the graph with the GIL held, the dates' sort), while the workers go on serving
+    the old one. Once it is swapped in, each old worker is replaced by a fresh fork of the master, which has it
+    ready: one fork at a time, and an old worker is stopped (gracefully: it answers the connections it holds)
+    only once its replacement serves. No process that answers requests ever opens a snapshot. While a snapshot
+    is prepared the master forks nothing (a fork copies a process with that thread mid-way); a worker that dies
+    meanwhile is replaced once it is ready.
+    """
 
     embedder: Any = None
+    engine: Any = None  # the master's Recommender (engine.py); None: the workers never change snapshot
+
+    def __init__(self, app: Any) -> None:
+        super().__init__(app)
+        self._roll_from: int | None = None  # while rolling: the last worker age that serves the old snapshot
+        self._fresh: tuple[int, float, float] | None = None  # the fork awaited: pid, heartbeat at fork, when
+        self._retiring: set[int] = set()  # stopped, still answering the connections they held
+
+    @property
+    def _preparing(self) -> bool:
+        return self.engine is not None and self.engine.preparing
+
+    def wait_for_signals(self, timeout: float = 1.0) -> list[int]:
+        """gunicorn's wait between two turns of the master's loop, 50 ms while a snapshot is prepared or rolled
+        out, so that the workers serve it within a tick of its being ready, and each fork once it serves."""
+        busy = self._roll_from is not None or self._preparing
+        return super().wait_for_signals(timeout=min(timeout, ROLL_TICK) if busy else timeout)
 
     def manage_workers(self) -> None:
-        """Start or stop workers to match the configured number (gunicorn's), and the embedding process again
-        if it died (checked on every turn of the master's loop, at least once a second)."""
-        super().manage_workers()
-        if self.embedder is not None:
+        """Start or stop workers to match the configured number (as gunicorn's, not counting the stopped ones
+        still answering), roll them over to a newly published snapshot, and start the embedding process again if
+        it died (checked on every turn of the master's loop, at least once a second)."""
+        self._retiring &= set(self.WORKERS)
+        if self.engine is not None and self._roll_from is None and self.engine.follow_published():
+            self._roll_from = self.worker_age
+            self._fresh = None
+        if self._roll_from is not None:
+            self._roll()
+        else:
+            self._keep_count()
+        if self.embedder is not None and not self._preparing:
             previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
             try:
                 self.embedder.keep_running(tuple(listener.fileno() for listener in self.LISTENERS))
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
+    def _serving(self) -> list[tuple[int, int]]:
+        """(age, pid) of the workers not stopped, oldest first."""
+        return sorted((worker.age, pid) for pid, worker in self.WORKERS.items() if pid not in self._retiring)
+
+    def _retire(self, pid: int) -> None:
+        self._retiring.add(pid)
+        self.kill_worker(pid, signal.SIGTERM)
+
+    def _keep_count(self) -> None:
+        serving = self._serving()
+        if not self._preparing:
+            for _ in range(self.num_workers - len(serving)):
+                self.spawn_worker()
+        for _, pid in serving[: max(len(serving) - self.num_workers, 0)]:
+            self._retire(pid)
+
+    def _roll(self) -> None:
+        """One step of the roll: wait for the awaited fork to serve; then stop the oldest worker of the old
+        snapshot, and fork the next replacement; done when every worker serving is a fork of the new one."""
+        if self._fresh is not None:
+            pid, heartbeat, forked = self._fresh
+            worker = self.WORKERS.get(pid)
+            starting = worker is not None and worker.tmp.last_update() == heartbeat  # its first beat: serving
+            if starting and time.monotonic() - forked < BOOT_WAIT:
+                return
+            self._fresh = None
+        serving = self._serving()
+        old = [pid for age, pid in serving if age <= self._roll_from]
+        forks = len(serving) - len(old)
+        if old and len(serving) > self.num_workers:  # a fork serves in its place
+            self._retire(old.pop(0))
+        if forks < self.num_workers:
+            pid = self.spawn_worker()
+            self._fresh = (pid, self.WORKERS[pid].tmp.last_update(), time.monotonic())
+        elif not old:
+            self._roll_from = None
+            self.log.info("every worker serves snapshot %s", self.engine.base.version)
+
     def spawn_worker(self) -> int:
         """Fork one worker; in the child this call only returns when the worker exits."""
+        if self.engine is not None:
+            self.engine.wait_prepared()  # only gunicorn's own reload (HUP) gets here while one is prepared
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             return super().spawn_worker()
@@ -75,6 +153,10 @@ def exit_without_teardown(status: object) -> None:
     (SQLite commits before answering, the metrics files are memory-mapped, logs are flushed here).
     """
     code = status if isinstance(status, int) else (0 if status is None else 1)
+    try:  # the kernel's unmapping of the snapshot (tens of ms of CPU at a million articles) comes after readers
+        os.setpriority(os.PRIO_PROCESS, 0, 19)
+    except OSError:
+        pass
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

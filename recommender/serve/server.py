@@ -29,6 +29,7 @@ def serve(settings: Settings, announce: Any = print) -> None:
         from .app import create_app
 
         app = create_app(settings)
+        one_thread_per_library()
         embedder = _embedding_process(settings, app.extensions[ENGINE])
         _gunicorn(settings, app, announce, embedder).run()
     finally:
@@ -39,6 +40,17 @@ def serve(settings: Settings, announce: Any = print) -> None:
                 embedder.stop()
             shutil.rmtree(metrics_dir, ignore_errors=True)
             os.environ.pop(MULTIPROC_ENV, None)
+
+
+def one_thread_per_library() -> None:
+    """Limit the loaded BLAS and OpenMP libraries of this process, and of every process it forks, to one thread."""
+    from threadpoolctl import threadpool_limits
+
+    # Each worker answers one request at a time and there is a worker per core: threads of their own only fight
+    # over the cores (a 40x40 product took 20 ms instead of 0.05 under load). Set in the master before it forks,
+    # not in each fork: there OpenBLAS would start its threads again, and they spin ~90 ms each before they
+    # sleep (a fresh worker's first request took 60-90 ms instead of 13 at 1,000,000 articles).
+    threadpool_limits(1)
 
 
 def _embedding_process(settings: Settings, engine: Any) -> Any:
@@ -78,13 +90,6 @@ def _gunicorn(settings: Settings, app: Any, announce: Any, embedder: Any = None)
         if "recommender.pg" in sys.modules:  # state_url: the master's connections (made at start) stay its own
             sys.modules["recommender.pg"].release_connections()
 
-    def post_fork(server: Any, worker: Any) -> None:
-        from threadpoolctl import threadpool_limits
-
-        # Each worker answers one request at a time and there is a worker per core: BLAS threads of
-        # their own only fight over the cores (a 40x40 product took 20 ms instead of 0.05 under load).
-        threadpool_limits(1, user_api="blas")
-
     def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
@@ -108,7 +113,6 @@ def _gunicorn(settings: Settings, app: Any, announce: Any, embedder: Any = None)
         "control_socket_disable": True,
         "when_ready": when_ready,
         "pre_fork": pre_fork,
-        "post_fork": post_fork,
         "child_exit": child_exit,
         "worker_exit": worker_exit,
         "accesslog": None,
@@ -127,6 +131,10 @@ def _gunicorn(settings: Settings, app: Any, announce: Any, embedder: Any = None)
         def run(self) -> None:
             arbiter = SignalSafeArbiter(self)
             arbiter.embedder = embedder
+            # The master opens each newly published snapshot once and forks workers that have it ready; the
+            # workers themselves never look (gunicorn_worker.SignalSafeArbiter).
+            arbiter.engine = app.extensions[ENGINE]
+            arbiter.engine.reloads_itself = False
             arbiter.run()
 
     return Gunicorn()

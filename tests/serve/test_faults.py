@@ -146,6 +146,41 @@ def test_load_while_the_index_is_republished_twice_loses_no_request(tmp_path, pu
         Path(os.environ["LOAD_REPORT"]).write_text(json.dumps({**result, "reader_checks": len(checked)}) + "\n" + output)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_publish_is_rolled_out_by_fresh_forks_of_the_master_and_the_old_workers_leave(tmp_path, published):
+    corpus, index_dir = published
+    server = Server(index_dir, tmp_path / "state")
+    try:
+        first = request(server.base, "GET", "/v1/articles/a1/related")[1]["index_version"]
+        before = set(server.workers())
+        embedder = server.embedder()
+        write_jsonl(corpus, corpus_records("ab"))
+        assert index_job(corpus, index_dir).returncode == 0
+        second = (index_dir / "current").resolve().name
+        deadline, after = time.monotonic() + 30, set()
+        while time.monotonic() < deadline:
+            after = set(server.workers())
+            if len(after) == 2 and not after & before and not any(map(_alive, before)):
+                break
+            time.sleep(0.1)
+        # Two new workers, forked after the publish; the old ones stopped once their replacements served.
+        assert len(after) == 2 and not after & before and not any(map(_alive, before)), (before, after)
+        assert server.embedder() == embedder  # the embedding process is not the workers' business
+        answers = [request(server.base, "GET", "/v1/articles/b1/related") for _ in range(10)]
+        assert all(status == 200 and data["index_version"] == second for status, data in answers), answers
+        assert second != first
+    finally:
+        log = server.stop()
+    assert "Traceback" not in log
+
+
 def test_a_killed_worker_is_replaced_and_no_acknowledged_write_is_lost(tmp_path, published):
     _, index_dir = published
     server = Server(index_dir, tmp_path / "state", RECOMMENDER_WRITE_RATE_LIMIT="")
@@ -230,6 +265,7 @@ def test_a_snapshot_with_a_flipped_byte_is_refused_and_the_previous_one_keeps_se
         data[len(data) // 2] ^= 0x01
         target.write_bytes(bytes(data))
         shutil.copytree(built, index_dir / "snapshots" / built.name)
+        workers = set(server.workers())
         link = index_dir / "current.tmp"
         os.symlink(os.path.join("snapshots", built.name), link)
         os.replace(link, index_dir / "current")
@@ -237,6 +273,7 @@ def test_a_snapshot_with_a_flipped_byte_is_refused_and_the_previous_one_keeps_se
         answers = [request(server.base, "GET", "/v1/articles/a1/related") for _ in range(20)]
         assert all(status == 200 and data["index_version"] == first for status, data in answers)
         assert request(server.base, "GET", "/v1/articles/b1/related")[0] == 404  # the broken one's article
+        assert set(server.workers()) == workers  # refused by the master: no worker replaced
     finally:
         log = server.stop()
     assert "not switching to snapshot" in log and "checksum" in log and built.name in log

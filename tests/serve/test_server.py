@@ -257,3 +257,111 @@ def test_the_master_freezes_what_it_loaded_before_each_fork():
         assert not any(obj is loaded for obj in gc.get_objects())  # frozen: in no generation a collection walks
     finally:
         gc.unfreeze()
+
+
+class _Heartbeat:
+    def __init__(self) -> None:
+        self.beat = 0.0
+
+    def last_update(self) -> float:
+        return self.beat
+
+
+class _Worker:
+    def __init__(self, age: int) -> None:
+        self.age, self.tmp = age, _Heartbeat()
+
+
+class _Engine:
+    """What the master's roll reads of the engine: a publish it finished preparing, once."""
+
+    def __init__(self) -> None:
+        self.ready, self.preparing, self.base = False, False, type("Base", (), {"version": "v2"})
+
+    def follow_published(self) -> bool:
+        ready, self.ready = self.ready, False
+        return ready
+
+
+def _master(workers: int = 2):
+    """gunicorn's master as far as the roll goes: forks and signals recorded, not made."""
+    from recommender.serve.gunicorn_worker import SignalSafeArbiter
+
+    class Master(SignalSafeArbiter):
+        def __init__(self) -> None:  # gunicorn's own set-up reads a whole configuration: not needed here
+            self.WORKERS, self.worker_age, self._num_workers, self.killed = {}, 0, workers, []
+            self.engine, self.embedder, self.log = _Engine(), None, type("Log", (), {"info": print})()
+            self._roll_from, self._fresh, self._retiring = None, None, set()
+
+        num_workers = property(lambda self: self._num_workers)
+
+        def spawn_worker(self) -> int:
+            self.worker_age += 1
+            pid = 1000 + self.worker_age
+            self.WORKERS[pid] = _Worker(self.worker_age)
+            return pid
+
+        def kill_worker(self, pid: int, sig: int) -> None:
+            self.killed.append(pid)
+
+        def serves(self, pid: int) -> None:  # the worker's first heartbeat: it accepts connections
+            self.WORKERS[pid].tmp.beat = 1.0
+
+        def exits(self, pid: int) -> None:
+            del self.WORKERS[pid]
+
+    master = Master()
+    master.manage_workers()
+    for pid in master.WORKERS:
+        master.serves(pid)
+    return master
+
+
+def test_the_roll_replaces_one_worker_at_a_time_once_its_fork_serves():
+    master = _master()
+    old = sorted(master.WORKERS)
+    master.engine.ready = True
+    master.manage_workers()  # the new snapshot is the master's: one fork
+    fresh = max(master.WORKERS)
+    assert len(master.WORKERS) == 3 and master.killed == []
+    master.manage_workers()
+    assert len(master.WORKERS) == 3 and master.killed == []  # not serving yet: every old worker stays
+    master.serves(fresh)
+    master.manage_workers()  # the oldest stops, the second fork starts
+    assert master.killed == [old[0]] and len(master.WORKERS) == 4
+    master.exits(old[0])
+    second = max(master.WORKERS)
+    master.manage_workers()
+    assert master.killed == [old[0]]
+    master.serves(second)
+    master.manage_workers()
+    assert master.killed == old and master._roll_from is None
+    master.exits(old[1])
+    master.manage_workers()  # back to keeping the count: nothing to do
+    assert sorted(master.WORKERS) == [fresh, second] and master.killed == old
+
+
+def test_the_roll_survives_workers_dying_in_it_and_forks_nothing_while_a_snapshot_is_prepared():
+    master = _master()
+    old = sorted(master.WORKERS)
+    master.engine.ready = True
+    master.manage_workers()
+    master.exits(max(master.WORKERS))  # the first fork dies before it serves
+    master.exits(old[0])  # and an old worker dies too
+    master.manage_workers()  # another fork, nobody stopped: one old worker is all that serves
+    fresh = max(master.WORKERS)
+    assert len(master.WORKERS) == 2 and master.killed == []
+    master.serves(fresh)
+    master.manage_workers()  # a second fork; the last old worker stays until it serves
+    assert master.killed == [] and len(master.WORKERS) == 3
+    master.serves(max(master.WORKERS))
+    master.manage_workers()
+    assert master.killed == [old[1]] and master._roll_from is None
+    master.exits(old[1])
+    master.engine.preparing = True  # the next publish is being prepared: a dead worker waits for it to end
+    master.exits(fresh)
+    master.manage_workers()
+    assert len(master.WORKERS) == 1
+    master.engine.preparing = False
+    master.manage_workers()
+    assert len(master.WORKERS) == 2 and master._roll_from is None
