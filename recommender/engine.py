@@ -512,6 +512,18 @@ class Recommender:
         return self._ranked(snapshot, query, filters, options, row, rules.pins.get(article_id, ()),
                             self.profile_of(arm))
 
+    def warm_up(self, count: int = 8) -> None:
+        """Rank the related lists of count articles spread over the snapshot and answer nothing: a fresh fork
+        does this before it takes connections, so that its first readers do not pay for what every request
+        touches first (pages of the shared snapshot and code, the state's connection)."""
+        self.refresh()
+        n = len(self.snapshot)
+        for row in sorted({round(i * (n - 1) / max(count - 1, 1)) for i in range(count)} if n else ()):
+            try:
+                self.related(self.snapshot.articles[row]["id"])
+            except Exception as exc:  # a taken-down or broken article: warming up must never stop a worker
+                log.debug("warming up on row %d: %s", row, exc)
+
     def related_to_text(self, text: RawText, k: int | None = None, filters: Filters = Filters(),
                         now: datetime | None = None, placement: str | None = None,
                         request: Options = Options(), arm: Arm | None = None) -> Related:

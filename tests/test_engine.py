@@ -192,3 +192,21 @@ def test_newest_order_keeps_row_order_among_equal_dates():
     snapshot = SimpleNamespace(manifest={"n_articles": 4_000}, published_at=stamps)  # 1,000 rows laid over
     expected = np.argsort(-stamps[:4_000], kind="stable")
     assert np.array_equal(newest_order(snapshot), expected) and newest_order(snapshot).dtype == np.int32
+
+
+def test_warming_up_ranks_articles_spread_over_the_snapshot_and_never_raises(corpus, monkeypatch):
+    articles, arrays = corpus
+    engine = engine_of(Snapshot.in_memory(articles, arrays))
+    ranked, real = [], engine.related
+
+    def related(article_id, *args, **kwargs):
+        ranked.append(article_id)
+        if len(ranked) == 2:  # one broken article: the others are still ranked
+            raise RuntimeError("broken row")
+        return real(article_id, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "related", related)
+    engine.warm_up(count=5)
+    ids = [article.id for article in articles]
+    assert ranked == [ids[round(i * (len(ids) - 1) / 4)] for i in range(5)] and ranked[-1] == ids[-1]
+    engine_of(Snapshot.in_memory(articles[:1], SignalArrays({"use": arrays.dense["use"][:1]}, {}, {}))).warm_up()

@@ -90,6 +90,10 @@ def _gunicorn(settings: Settings, app: Any, announce: Any, embedder: Any = None)
         if "recommender.pg" in sys.modules:  # state_url: the master's connections (made at start) stay its own
             sys.modules["recommender.pg"].release_connections()
 
+    def post_worker_init(worker: Any) -> None:
+        # Before the worker's first heartbeat, so a publish's roll stops the old worker it replaces only after.
+        app.extensions[ENGINE].warm_up()
+
     def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
 
@@ -113,6 +117,7 @@ def _gunicorn(settings: Settings, app: Any, announce: Any, embedder: Any = None)
         "control_socket_disable": True,
         "when_ready": when_ready,
         "pre_fork": pre_fork,
+        "post_worker_init": post_worker_init,
         "child_exit": child_exit,
         "worker_exit": worker_exit,
         "accesslog": None,
