@@ -75,7 +75,12 @@ def _gunicorn(settings: Settings, app: Any, announce: Any, embedder: Any = None)
     """A gunicorn application serving app with the hooks and options of `recommender serve`."""
     from gunicorn.app.base import BaseApplication
 
-    from .gunicorn_worker import SignalSafeArbiter, worker_class, worker_exit
+    from .gunicorn_worker import (
+        SignalSafeArbiter,
+        installed_entry_points,
+        worker_class,
+        worker_exit,
+    )
 
     def when_ready(server: Any) -> None:
         port = server.LISTENERS[0].sock.getsockname()[1]
@@ -140,6 +145,7 @@ def _gunicorn(settings: Settings, app: Any, announce: Any, embedder: Any = None)
             # workers themselves never look (gunicorn_worker.SignalSafeArbiter).
             arbiter.engine = app.extensions[ENGINE]
             arbiter.engine.reloads_itself = False
+            installed_entry_points()  # read here once, for every worker's gevent patching (gunicorn_worker.py)
             arbiter.run()
 
     return Gunicorn()
