@@ -149,7 +149,8 @@ class Settings:
         30, "Seconds a worker may go silent (stuck in one request) before gunicorn replaces it."
     )
     graceful_timeout: int = _setting(
-        10, "Seconds a stopping or reloading worker may spend finishing the requests it is answering."
+        10, "Seconds a stopping, reloading or replaced (after a publish) worker may spend finishing the requests "
+        "it is answering."
     )
     api_token: str = _setting(
         "", "Bearer token of the editors' endpoints (all writes, search, explain, audit); empty = they answer 403, "
