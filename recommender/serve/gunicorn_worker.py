@@ -84,7 +84,7 @@ class SignalSafeArbiter(Arbiter):
         still answering), roll them over to a newly published snapshot, and start the embedding process again if
         it died (checked on every turn of the master's loop, at least once a second)."""
         self._retiring &= set(self.WORKERS)
-        if self.engine is not None and self._roll_from is None and self.engine.follow_published():
+        if self.engine is not None and self._roll_from is None and self._follow_published():
             self._roll_from = self.worker_age
             self._fresh = None
         if self._roll_from is not None:
@@ -97,6 +97,15 @@ class SignalSafeArbiter(Arbiter):
                 self.embedder.keep_running(tuple(listener.fileno() for listener in self.LISTENERS))
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+    def _follow_published(self) -> bool:
+        """The engine's follow_published(); an error it did not foresee is logged, never raised: in gunicorn's
+        main loop it would stop the whole server (in a request it cost that request)."""
+        try:
+            return self.engine.follow_published()
+        except Exception:
+            self.log.exception("looking for a newly published snapshot failed; the workers keep serving")
+            return False
 
     def _serving(self) -> list[tuple[int, int]]:
         """(age, pid) of the workers not stopped, oldest first."""

@@ -375,3 +375,17 @@ def test_the_entry_points_gevent_announces_its_patches_to_are_read_once_and_the_
     for group in ("gevent.plugins.monkey.will_patch_all", "console_scripts"):
         assert sorted(installed_entry_points(group=group)) == sorted(metadata.entry_points(group=group))
     assert "recommender" in installed_entry_points(group="console_scripts").names
+
+
+def test_an_unforeseen_error_while_following_publishes_never_stops_the_master():
+    master = _master()
+    workers = sorted(master.WORKERS)
+    logged = []
+    master.log = type("Log", (), {"info": print, "exception": lambda self, message: logged.append(message)})()
+
+    def broken() -> bool:
+        raise OSError("current: Input/output error")
+
+    master.engine.follow_published = broken
+    master.manage_workers()  # in gunicorn's loop an exception here would halt the server
+    assert sorted(master.WORKERS) == workers and master.killed == [] and len(logged) == 1
