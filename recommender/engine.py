@@ -515,8 +515,12 @@ class Recommender:
     def warm_up(self, count: int = 8) -> None:
         """Rank the related lists of count articles spread over the snapshot and answer nothing: a fresh fork
         does this before it takes connections, so that its first readers do not pay for what every request
-        touches first (pages of the shared snapshot and code, the state's connection)."""
-        self.refresh()
+        touches first (pages of the shared snapshot and code, the state's connection). Never raises: a worker
+        that failed here would fail to boot, and gunicorn stops the whole server for that."""
+        try:
+            self.refresh()
+        except Exception as exc:  # the first request will meet it, and answer it as a request's error
+            log.warning("warming up: %s", exc)
         n = len(self.snapshot)
         for row in sorted({round(i * (n - 1) / max(count - 1, 1)) for i in range(count)} if n else ()):
             try:

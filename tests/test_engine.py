@@ -205,7 +205,11 @@ def test_warming_up_ranks_articles_spread_over_the_snapshot_and_never_raises(cor
             raise RuntimeError("broken row")
         return real(article_id, *args, **kwargs)
 
+    def refresh(*args, **kwargs):
+        raise OSError("state: disk I/O error")  # logged: the worker still boots
+
     monkeypatch.setattr(engine, "related", related)
+    monkeypatch.setattr(engine, "refresh", refresh)
     engine.warm_up(count=5)
     ids = [article.id for article in articles]
     assert ranked == [ids[round(i * (len(ids) - 1) / 4)] for i in range(5)] and ranked[-1] == ids[-1]
