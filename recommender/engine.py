@@ -18,12 +18,7 @@ from .embed.cache import EmbeddingCache
 from .embed.signals import RawText, SignalEncoder
 from .embed.vectors import QueryVectors
 from .index.live import LiveRows, LiveStore, Received, Stacked, live_view
-from .index.loader import (
-    BackgroundLoader,
-    at_lowest_priority,
-    drop_in_background,
-    lowest_priority,
-)
+from .index.loader import BackgroundLoader, at_lowest_priority, drop_in_background
 from .index.snapshot import (
     IndexProblem,
     Snapshot,
@@ -222,7 +217,7 @@ class Recommender:
         if for_forks:
             self._lay_live()
         prepare = partial(self._prepare, target, self._expected())
-        self._loader.begin(target, partial(_niced, prepare) if for_forks else prepare)
+        self._loader.begin(target, partial(at_lowest_priority, prepare) if for_forks else prepare)
 
     def _prepare(self, target: Path, expected: dict[str, Any]) -> Prepared:
         """The snapshot at target opened, verified and made ready to serve (in the loading thread)."""
@@ -569,12 +564,6 @@ class Recommender:
         order = newest_order(snapshot)
         self._newest = (key, order)
         return order
-
-
-def _niced(function: Callable[[], Any]) -> Any:
-    """function() with the calling thread at the lowest CPU priority for good."""
-    lowest_priority()
-    return function()
 
 
 def upcoming_of(snapshot: Snapshot, now: float) -> np.ndarray:

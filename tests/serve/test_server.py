@@ -370,11 +370,12 @@ def test_the_roll_survives_workers_dying_in_it_and_forks_nothing_while_a_snapsho
 def test_the_entry_points_gevent_announces_its_patches_to_are_read_once_and_the_same():
     from importlib import metadata
 
-    from recommender.serve.gunicorn_worker import installed_entry_points
+    from recommender.serve.gunicorn_worker import _entry_points, installed_entry_points
 
     for group in ("gevent.plugins.monkey.will_patch_all", "console_scripts"):
         assert sorted(installed_entry_points(group=group)) == sorted(metadata.entry_points(group=group))
     assert "recommender" in installed_entry_points(group="console_scripts").names
+    assert _entry_points.cache_info().misses == 1  # read once in this process, however often asked
 
 
 def test_an_unforeseen_error_while_following_publishes_never_stops_the_master():
