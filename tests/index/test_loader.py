@@ -56,10 +56,12 @@ def test_an_exception_is_handed_over_not_lost():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
 def test_at_lowest_priority_runs_in_a_thread_of_its_own_and_leaves_the_callers_priority():
-    before = os.getpriority(os.PRIO_PROCESS, 0)
-    inside = at_lowest_priority(lambda: (os.getpriority(os.PRIO_PROCESS, 0), threading.get_ident()))
-    assert inside[0] == LOWEST_PRIORITY and inside[1] != threading.get_ident()
-    assert os.getpriority(os.PRIO_PROCESS, 0) == before
+    before = os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0)
+    inside = at_lowest_priority(lambda: (os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0),
+                                         threading.get_ident()))
+    # SCHED_IDLE: runs only when no other thread wants the CPU; nice 19 where a policy cannot be set
+    assert inside[:2] == (LOWEST_PRIORITY, os.SCHED_IDLE) and inside[2] != threading.get_ident()
+    assert (os.getpriority(os.PRIO_PROCESS, 0), os.sched_getscheduler(0)) == before
 
     def broken() -> None:
         raise ValueError("checksum")

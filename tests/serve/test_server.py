@@ -191,6 +191,89 @@ def test_slow_and_idle_clients_cannot_starve_the_service(tiny_index, tmp_path):
         assert server.stop() < 5
 
 
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets process pid holds open."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def listening_inode(port: int) -> str:
+    """The inode of the socket listening on loopback port (state 0A in /proc/net/tcp)."""
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
+            return fields[9]
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+def running(pid: int) -> bool:
+    """Whether pid is a process that has not exited (a zombie has)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_until(condition, seconds: float = 10.0, what: str = "") -> float:
+    """Poll condition() every 5 ms until true; the monotonic time it was, or fail after seconds."""
+    until = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < until, f"not within {seconds} s: {what}"
+        time.sleep(0.005)
+    return time.monotonic()
+
+
+def test_a_stopped_worker_answers_what_it_holds_takes_nothing_new_and_leaves_right_after(tiny_index, tmp_path):
+    """A publish's roll stops old workers with SIGTERM: each must answer the connection it holds, stop taking
+    new ones at once, and exit as soon as it answered (gunicorn's own loop looked once a second at both, so
+    old and new workers served side by side for up to two seconds)."""
+    index_dir, env = tiny_index
+    with ServerProcess(index_dir, tmp_path / "server.log", {**env, "RECOMMENDER_WORKERS": "1"}) as server:
+        base = server.wait_ready(workers=1)
+        port = int(base.rsplit(":", 1)[1])
+        old = server.workers()[0]
+        listener, before = listening_inode(port), socket_inodes(old)
+        assert listener in before
+        held = socket.create_connection(("127.0.0.1", port))
+        try:
+            held.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n")  # accepted; the request not finished
+            wait_until(lambda: len(socket_inodes(old) - before) == 1, what="the worker accepted the connection")
+            os.kill(old, signal.SIGTERM)
+            wait_until(lambda: listener not in socket_inodes(old), what="the stopped worker closed its listener")
+            assert running(old)  # still there: it holds a connection whose request it has not answered
+            held.sendall(b"Connection: close\r\n\r\n")
+            held.settimeout(10)
+            answer = b""
+            while chunk := held.recv(65536):
+                answer += chunk
+            answered = time.monotonic()
+        finally:
+            held.close()
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        gone = wait_until(lambda: not running(old), what="the stopped worker exited")
+        assert gone - answered < 0.75, f"exited {gone - answered:.2f} s after its last answer"
+        replacement = wait_for_one_worker(server, old)
+        assert get(base + "/healthz")[0] == 200 and server.workers() == [replacement]
+
+
+def wait_for_one_worker(server: ServerProcess, replaced: int, deadline: float = 60) -> int:
+    """The one worker that runs once replaced has been replaced."""
+    until = time.monotonic() + deadline
+    while True:
+        workers = server.workers()
+        if len(workers) == 1 and workers[0] != replaced:
+            return workers[0]
+        assert time.monotonic() < until, f"worker {replaced} was not replaced: {workers}\n{server.output()}"
+        time.sleep(0.05)
+
+
 def test_a_body_that_does_not_arrive_in_time_is_a_408(tiny_index, tmp_path):
     index_dir, env = tiny_index
     with ServerProcess(index_dir, tmp_path / "server.log", {**env, "RECOMMENDER_REQUEST_READ_TIMEOUT": "2"}) as server:
