@@ -68,6 +68,7 @@ class SignalSafeArbiter(Arbiter):
     """
 
     embedder: Any = None
+    _reload_waits = False  # a HUP came while a snapshot was prepared: gunicorn's reload runs once it is ready
     engine: Any = None  # the master's Recommender (engine.py); None: the workers never change snapshot
 
     def __init__(self, app: Any) -> None:
@@ -96,6 +97,8 @@ class SignalSafeArbiter(Arbiter):
             self._fresh = None
         if self._roll_from is not None:
             self._roll()
+        elif self._reload_waits and not self._preparing:
+            self.reload()  # a HUP that came while a snapshot was prepared or rolled out
         else:
             self._keep_count()
         if self.embedder is not None and not self._preparing:
@@ -152,10 +155,24 @@ class SignalSafeArbiter(Arbiter):
             self._roll_from = None
             self.log.info("every worker serves snapshot %s", self.engine.base.version)
 
+    def reload(self) -> None:
+        """gunicorn's reload (HUP: configuration, log files, new workers), put off while a snapshot is prepared or
+        rolled out until every worker serves it (`manage_workers`). Its forks must not copy the preparing thread
+        mid-way, and waiting for that here would hold the master's whole loop (dead workers, signals): the
+        preparation runs in the CPU's idle time, on a saturated machine for as long as it stays saturated. In a
+        roll, gunicorn's reload would wait for old workers that the roll stops one at a time."""
+        if self._preparing or self._roll_from is not None:
+            if not self._reload_waits:
+                self.log.info("reloading once every worker serves the snapshot being prepared")
+            self._reload_waits = True
+            return
+        self._reload_waits = False
+        super().reload()
+
     def spawn_worker(self) -> int:
         """Fork one worker; in the child this call only returns when the worker exits."""
         if self.engine is not None:
-            self.engine.wait_prepared()  # only gunicorn's own reload (HUP) gets here while one is prepared
+            self.engine.wait_prepared()  # a safeguard: nothing forks while one is prepared (reload waits)
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             return super().spawn_worker()

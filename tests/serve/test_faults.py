@@ -181,6 +181,52 @@ def test_a_publish_is_rolled_out_by_fresh_forks_of_the_master_and_the_old_worker
     assert "Traceback" not in log
 
 
+def test_hangups_during_a_publish_are_reloaded_after_its_roll_and_nobody_waits(tmp_path, published):
+    """SIGHUP (log rotation, a configuration reload) again and again while a publish is prepared and rolled
+    out: every request is answered, and in the end two fresh workers serve the new snapshot."""
+    corpus, index_dir = published
+    server = Server(index_dir, tmp_path / "state")
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            try:
+                status, data = request(server.base, "GET", "/v1/articles/a1/related")
+                if status != 200:
+                    failures.append(f"{status} {data}")
+            except (OSError, http.client.HTTPException) as exc:
+                failures.append(repr(exc))
+            time.sleep(0.01)
+
+    poller = threading.Thread(target=poll)
+    try:
+        before = set(server.workers())
+        write_jsonl(corpus, corpus_records("ab"))
+        assert index_job(corpus, index_dir).returncode == 0
+        second = (index_dir / "current").resolve().name
+        poller.start()
+        for _ in range(15):  # the master looks every 0.2 s: these land before, during and after the roll
+            os.kill(server.pid, signal.SIGHUP)
+            time.sleep(0.1)
+        deadline, after = time.monotonic() + 60, set()
+        while time.monotonic() < deadline:
+            after = set(server.workers())
+            if len(after) == 2 and not after & before and not any(map(_alive, before)):
+                break
+            time.sleep(0.1)
+        assert len(after) == 2 and not after & before and not any(map(_alive, before)), (before, after)
+        answers = [request(server.base, "GET", "/v1/articles/b1/related") for _ in range(10)]
+        assert all(status == 200 and data["index_version"] == second for status, data in answers), answers
+    finally:
+        stop.set()
+        if poller.is_alive():
+            poller.join()
+        log = server.stop()
+    assert failures == [], failures[:5]
+    assert "Traceback" not in log
+
+
 def test_a_killed_worker_is_replaced_and_no_acknowledged_write_is_lost(tmp_path, published):
     _, index_dir = published
     server = Server(index_dir, tmp_path / "state", RECOMMENDER_WRITE_RATE_LIMIT="")

@@ -450,6 +450,40 @@ def test_the_roll_survives_workers_dying_in_it_and_forks_nothing_while_a_snapsho
     assert len(master.WORKERS) == 2 and master._roll_from is None
 
 
+def test_a_reload_waits_for_the_snapshot_being_prepared_and_rolled_out_without_holding_the_master(monkeypatch):
+    """HUP while a snapshot is prepared or rolled out: the master's loop goes on (a dead worker is replaced once
+    it may fork), and gunicorn's reload runs once, when every worker serves the new snapshot."""
+    from gunicorn.arbiter import Arbiter
+
+    reloads = []
+    monkeypatch.setattr(Arbiter, "reload", lambda self: reloads.append(sorted(self.WORKERS)))
+    master = _master()
+    old = sorted(master.WORKERS)
+    master.engine.preparing = True
+    master.engine.wait_prepared = lambda: pytest.fail("the master waited for the preparation")
+    master.reload()  # the HUP's handler
+    master.reload()  # a second HUP meanwhile: still one reload
+    master.exits(old[0])
+    master.manage_workers()
+    assert reloads == [] and sorted(master.WORKERS) == [old[1]]  # nothing forked while it is prepared
+    master.engine.preparing, master.engine.ready = False, True
+    master.manage_workers()  # ready: the roll starts, the reload still waits
+    assert reloads == [] and master._roll_from is not None
+    master.reload()  # another HUP during the roll
+    while master._roll_from is not None:
+        for pid in master.WORKERS:
+            master.serves(pid)
+        for pid in master.killed:
+            if pid in master.WORKERS:
+                master.exits(pid)
+        master.manage_workers()
+    fresh = set(master.WORKERS) - set(master.killed)
+    assert reloads == [] and len(fresh) == 2 and not fresh & set(old)
+    master.manage_workers()  # every worker serves the new snapshot: gunicorn's reload, once
+    master.manage_workers()
+    assert len(reloads) == 1 and set(reloads[0]) - set(master.killed) == fresh
+
+
 def test_the_entry_points_gevent_announces_its_patches_to_are_read_once_and_the_same():
     from importlib import metadata
 
