@@ -154,6 +154,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def rolled_over(server: Server, before: set[int], seconds: float) -> None:
+    """Wait until two workers run, none of them one of before, and every one of before has exited."""
+    deadline, after = time.monotonic() + seconds, set()
+    while time.monotonic() < deadline:
+        after = set(server.workers())
+        if len(after) == 2 and not after & before and not any(map(_alive, before)):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"not rolled over within {seconds} s: {before} -> {after}")
+
+
 def test_a_publish_is_rolled_out_by_fresh_forks_of_the_master_and_the_old_workers_leave(tmp_path, published):
     corpus, index_dir = published
     server = Server(index_dir, tmp_path / "state")
@@ -164,14 +175,8 @@ def test_a_publish_is_rolled_out_by_fresh_forks_of_the_master_and_the_old_worker
         write_jsonl(corpus, corpus_records("ab"))
         assert index_job(corpus, index_dir).returncode == 0
         second = (index_dir / "current").resolve().name
-        deadline, after = time.monotonic() + 30, set()
-        while time.monotonic() < deadline:
-            after = set(server.workers())
-            if len(after) == 2 and not after & before and not any(map(_alive, before)):
-                break
-            time.sleep(0.1)
         # Two new workers, forked after the publish; the old ones stopped once their replacements served.
-        assert len(after) == 2 and not after & before and not any(map(_alive, before)), (before, after)
+        rolled_over(server, before, 30)
         assert server.embedder() == embedder  # the embedding process is not the workers' business
         answers = [request(server.base, "GET", "/v1/articles/b1/related") for _ in range(10)]
         assert all(status == 200 and data["index_version"] == second for status, data in answers), answers
@@ -209,13 +214,7 @@ def test_hangups_during_a_publish_are_reloaded_after_its_roll_and_nobody_waits(t
         for _ in range(15):  # the master looks every 0.2 s: these land before, during and after the roll
             os.kill(server.pid, signal.SIGHUP)
             time.sleep(0.1)
-        deadline, after = time.monotonic() + 60, set()
-        while time.monotonic() < deadline:
-            after = set(server.workers())
-            if len(after) == 2 and not after & before and not any(map(_alive, before)):
-                break
-            time.sleep(0.1)
-        assert len(after) == 2 and not after & before and not any(map(_alive, before)), (before, after)
+        rolled_over(server, before, 60)
         answers = [request(server.base, "GET", "/v1/articles/b1/related") for _ in range(10)]
         assert all(status == 200 and data["index_version"] == second for status, data in answers), answers
     finally:
