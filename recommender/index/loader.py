@@ -56,12 +56,12 @@ def lowest_priority() -> None:
     except (AttributeError, OSError):  # not Linux, or a sandbox that refuses: it only runs sooner elsewhere
         pass
     try:
-        # Nice 19 still shares a CPU with the requests (1.5 % of it each against nice 0, 12 % against a server
-        # started at nice 10) and runs out its time slice before a woken request gets the CPU. SCHED_IDLE runs
-        # only when nothing else wants the CPU, a woken request takes it at once, and the kernel counts such a
-        # CPU as idle when it places a woken worker: the swap's p99 over steady halved (bench/swap_stall.py).
-        # Any thread may lower itself to it; it only takes the CPU of nothing else (a weight of 3 against 1024),
-        # never none at all.
+        # Nice 19 still shares a CPU with the requests (1.4 % of it against nice 0 here, far more against a
+        # server started at a nice value of its own) and runs out its time slice before a woken request gets the
+        # CPU. SCHED_IDLE runs only when nothing else wants the CPU, a woken request takes it at once, and the
+        # kernel counts such a CPU as free when it places a woken worker: the swap's p99 over steady went from a
+        # median of 2.05 to 1.37 in alternated rounds (bench/swap_stall.py). Any thread may lower itself to it;
+        # with a weight of 3 against nice 0's 1024 it still progresses, slowly, on a saturated machine.
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):
         pass

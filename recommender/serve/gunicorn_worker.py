@@ -68,7 +68,7 @@ class SignalSafeArbiter(Arbiter):
     """
 
     embedder: Any = None
-    _reload_waits = False  # a HUP came while a snapshot was prepared: gunicorn's reload runs once it is ready
+    _reload_waits = False  # a HUP came during a preparation or roll: gunicorn's reload runs once it is over
     engine: Any = None  # the master's Recommender (engine.py); None: the workers never change snapshot
 
     def __init__(self, app: Any) -> None:
