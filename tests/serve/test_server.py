@@ -244,7 +244,7 @@ def test_a_stopped_worker_answers_what_it_holds_takes_nothing_new_and_leaves_rig
         held = socket.create_connection(("127.0.0.1", port))
         try:
             held.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n")  # accepted; the request not finished
-            wait_until(lambda: len(socket_inodes(old) - before) == 1, what="the worker accepted the connection")
+            wait_until(lambda: len(socket_inodes(old) - before) >= 1, what="the worker accepted the connection")
             os.kill(old, signal.SIGTERM)
             wait_until(lambda: listener not in socket_inodes(old), what="the stopped worker closed its listener")
             assert running(old)  # still there: it holds a connection whose request it has not answered
