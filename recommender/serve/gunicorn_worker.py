@@ -343,11 +343,16 @@ class GeventRecommenderWorker(_WorkerFixes, GeventWorker):
             server.start()
             servers.append(server)
         beat = 0.0
-        while self.alive:
+
+        def tick() -> None:
+            nonlocal beat
             if time.monotonic() - beat >= 1.0:
                 self.notify()
                 beat = time.monotonic()
             gevent.sleep(STOP_TICK)
+
+        while self.alive:
+            tick()
         for server in servers:
             server.close()  # no new connections; those accepted are answered
         until = time.monotonic() + self.cfg.graceful_timeout
@@ -357,10 +362,7 @@ class GeventRecommenderWorker(_WorkerFixes, GeventWorker):
                 for server in servers:
                     server.stop(timeout=1)
                 return
-            if time.monotonic() - beat >= 1.0:
-                self.notify()
-                beat = time.monotonic()
-            gevent.sleep(STOP_TICK)
+            tick()
 
     def handle(self, listener: Any, client: Any, addr: Any) -> None:
         """Serve one connection whose request must arrive within read_timeout seconds."""
